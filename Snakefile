@@ -1,0 +1,38 @@
+# brainiron: regional brain iron from QSM / R2* / multi-echo GRE in a BIDS dataset.
+#
+#   snakemake --cores 2                                   # the built-in phantom
+#   snakemake --cores 8 --config bids_dir=/data/ds000001  # your dataset
+#
+# Outputs: <output_dir>/brainiron/ (BIDS-Derivatives); the group tables are in
+# <output_dir>/brainiron/group/. Rules are thin: each calls one brainiron.steps function.
+from snakemake.utils import min_version, validate
+
+min_version("8.20")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/ingest.smk"
+include: "workflow/rules/relaxometry.smk"
+include: "workflow/rules/register.smk"
+include: "workflow/rules/regions.smk"
+include: "workflow/rules/tables.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        final_outputs,
+
+
+onsuccess:
+    print(
+        f"brainiron: done. Tables: {DERIV}/group/regions.tsv (long, one row per subject x "
+        f"map x region x hemisphere) and {DERIV}/group/regions_wide.tsv (wide); "
+        f"failures: {DERIV}/group/failed.tsv"
+    )

@@ -1,0 +1,152 @@
+"""Command line: ``brainiron phantom``, ``brainiron validate``, ``brainiron run``.
+
+Every problem with the input ends in one line on stderr (``brainiron: error: <file>: <what>``)
+and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import BrainironError
+
+__all__ = ["main"]
+
+
+def _voxel_size(text: str) -> tuple[float, float, float]:
+    parts = [float(p) for p in text.replace("x", ",").split(",") if p.strip()]
+    if len(parts) == 1:
+        parts *= 3
+    if len(parts) != 3 or min(parts) <= 0:
+        raise argparse.ArgumentTypeError("voxel size: one or three positive numbers in mm")
+    return tuple(parts)
+
+
+def _cmd_phantom(args) -> int:
+    from .phantom import PhantomConfig, generate_phantom
+
+    cfg = PhantomConfig(
+        n_subjects=args.subjects, seed=args.seed, voxel_size=args.voxel_size, snr=args.snr,
+        field_strength=args.field_strength, rls_sn_effect=-abs(args.rls_sn_effect),
+        orientation=args.orientation, coverage=args.coverage, with_t1w=not args.no_t1w,
+        with_chimap=not args.no_chimap, with_r2starmap=not args.no_r2starmap,
+        with_megre=not args.no_megre,
+    )
+    truth = generate_phantom(args.out, cfg)
+    print(f"phantom: {args.subjects} subjects at {'x'.join(f'{v:g}' for v in cfg.voxel_size)} "
+          f"mm in {truth.attrs['seconds']:.1f} s -> {args.out}")
+    print(f"ground truth: {Path(args.out) / 'derivatives' / 'phantom-truth' / 'truth.tsv'}")
+    return 0
+
+
+def _cmd_validate(args) -> int:
+    from .bids import discover, validate_subject
+
+    dataset = discover(args.bids_dir, participant_label=args.participant_label,
+                       t1w_grid=args.t1w_grid)
+    failed = 0
+    for subject in dataset.subjects:
+        problem = subject.errors[0] if subject.errors else None
+        if problem is None:
+            try:
+                report = validate_subject(subject)
+            except BrainironError as exc:
+                problem = str(exc)
+        if problem:
+            failed += 1
+            print(f"FAIL {subject.key}: {problem}")
+        else:
+            maps = ", ".join(list(subject.maps) + ([f"MEGRE x{len(subject.megre)}"]
+                                                   if subject.megre else []))
+            print(f"ok   {subject.key}: {maps}; registration image {subject.registration_kind}; "
+                  f"grid {report.shape} at {tuple(round(v, 3) for v in report.voxel_size_mm)} mm"
+                  + "".join(f"; {n}" for n in report.notes))
+    ignored = dataset.ignored_table()
+    for row in ignored.itertuples():
+        print(f"ignored {row.path}: {row.reason}")
+    print(f"{len(dataset.subjects) - failed} of {len(dataset.subjects)} subject(s) valid, "
+          f"{len(ignored)} file(s) ignored")
+    return 1 if failed else 0
+
+
+def _cmd_run(args) -> int:
+    import yaml
+
+    from .workflow import run
+
+    overrides = {key: yaml.safe_load(value) if value else "" for key, value in args.config or []}
+    return run(args.bids_dir or None, args.out_dir, cores=args.cores,
+               participant_label=args.participant_label, config=overrides,
+               configfile=args.configfile, dry_run=args.dry_run, keep_going=args.keep_going)
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError("--config takes KEY=VALUE")
+    return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="brainiron", description=(
+        "Regional brain iron from QSM, R2* and multi-echo GRE in BIDS datasets."))
+    parser.add_argument("--version", action="version", version=f"brainiron {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("phantom", help="write a phantom BIDS dataset with known iron")
+    p.add_argument("out", type=Path, help="new folder for the dataset")
+    p.add_argument("--subjects", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--voxel-size", type=_voxel_size, default=(2.5, 2.5, 2.5),
+                   help="mm: one value or three (e.g. 2.5 or 2,2,3); default 2.5")
+    p.add_argument("--snr", type=float, default=100.0, help="first-echo SNR in white matter")
+    p.add_argument("--field-strength", type=float, default=3.0, help="tesla")
+    p.add_argument("--rls-sn-effect", type=float, default=0.15,
+                   help="fractional SN iron reduction in the rls group (default 0.15)")
+    p.add_argument("--orientation", choices=["mixed", "RAS", "LPS", "oblique"],
+                   default="mixed")
+    p.add_argument("--coverage", type=float, default=1.0,
+                   help="fraction of the brain covered along the slice axis (slab)")
+    for flag in ("t1w", "chimap", "r2starmap", "megre"):
+        p.add_argument(f"--no-{flag}", action="store_true", help=f"do not write the {flag}")
+    p.set_defaults(func=_cmd_phantom)
+
+    p = sub.add_parser("validate", help="discover and check a BIDS dataset, write nothing")
+    p.add_argument("bids_dir", type=Path)
+    p.add_argument("--participant-label", nargs="+")
+    p.add_argument("--t1w-grid", choices=["same", "world"], default="same")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("run", help="run the whole workflow (Snakemake) on a BIDS dataset")
+    p.add_argument("bids_dir", help="BIDS dataset ('' for the built-in phantom)")
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--cores", type=int, default=2)
+    p.add_argument("--participant-label", nargs="+")
+    p.add_argument("--config", type=_key_value, nargs="+", metavar="KEY=VALUE",
+                   help="override config/config.yaml entries; YAML values, dotted keys "
+                        "(registration.resolution_mm=1.5)")
+    p.add_argument("--configfile", type=Path, help="a configuration YAML to start from")
+    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--keep-going", action="store_true",
+                   help="process the other subjects when one fails")
+    p.set_defaults(func=_cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except BrainironError as exc:
+        print(f"brainiron: error: {exc}", file=sys.stderr)
+        return 1
+    except FileExistsError as exc:
+        print(f"brainiron: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,381 @@
+"""The workflow's steps: what each Snakemake rule runs (file I/O here, numerics elsewhere).
+
+Every rule of ``workflow/rules/*.smk`` calls ``workflow/scripts/step.py``, which hands the
+``snakemake`` object to :func:`run_rule`; that dispatches on the rule's name to one function
+below. Each function reads its inputs, calls the library (:mod:`brainiron.registration`,
+:mod:`brainiron.regions`, ...) and writes its outputs atomically. A problem with the input is
+reported as one line naming the file (also written to the rule's log), with exit status 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import __version__, atlas
+from .bids import MAP_UNITS, Subject, load_map, validate_subject
+from .errors import BrainironError
+from .io import load_nifti, read_json, read_tsv, save_nifti, write_json, write_tsv
+
+__all__ = ["run_rule"]
+
+#: BIDS suffix of each quantified map as it appears in the tables (T2* maps become R2*).
+TABLE_MAP = {"Chimap": "Chimap", "R2starmap": "R2starmap", "T2starmap": "R2starmap"}
+
+
+# --------------------------------------------------------------------------------------------
+# Steps
+# --------------------------------------------------------------------------------------------
+
+
+def step_phantom(out_dir: str, settings: Mapping) -> None:
+    """Generate the built-in phantom dataset (the default input)."""
+    from .phantom import PhantomConfig, generate_phantom
+
+    vs = settings.get("voxel_size", 2.5)
+    cfg = PhantomConfig(n_subjects=int(settings.get("subjects", 4)),
+                        seed=int(settings.get("seed", 0)),
+                        voxel_size=tuple(vs) if isinstance(vs, list) else (float(vs),) * 3,
+                        with_r2starmap=bool(settings.get("r2starmap", True)))
+    if Path(out_dir).exists() and not any(Path(out_dir).iterdir()):
+        Path(out_dir).rmdir()  # Snakemake creates the folder of a directory() output
+    generate_phantom(out_dir, cfg)
+
+
+def step_validate(subject: Mapping, field_strength: float, out_json: str) -> None:
+    """Read the subject's voxels and check values and units; record what was established."""
+    subj = Subject.from_dict(subject)
+    report = validate_subject(subj, field_strength=field_strength)
+    out = report.to_dict()
+    out.update({"subject": subj.to_dict(), "field_strength_T": subj.field_strength
+                or field_strength, "field_strength_source": "sidecar" if subj.field_strength
+                else "config"})
+    write_json(out, out_json)
+
+
+def _native_grid(validated: Mapping) -> tuple[tuple[int, int, int], np.ndarray]:
+    return tuple(validated["shape"]), np.asarray(validated["affine"], dtype=float)
+
+
+def _registration_image(subj: Subject, grid_shape, grid_affine
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The image to register, its affine, and a brain mask when it is not skull-stripped."""
+    from scipy import ndimage
+    from skimage.filters import threshold_otsu
+
+    data, img = load_nifti(subj.registration_image)
+    data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
+    mask = None
+    if subj.registration_kind != "T1w":
+        # Magnitude or a map: brain = largest connected component above Otsu, holes filled.
+        positive = data[data > 0]
+        if positive.size:
+            fg = data > threshold_otsu(positive) * 0.5
+            lab, n = ndimage.label(fg)
+            if n:
+                sizes = np.bincount(lab.ravel())
+                sizes[0] = 0
+                mask = ndimage.binary_fill_holes(lab == sizes.argmax())
+    return data, img.affine, mask
+
+
+def step_register(subject: Mapping, validated_json: str, settings: Mapping, outputs: Mapping,
+                  threads: int = 2) -> None:
+    """Register to the template; write transforms, native labels, probabilities, QC."""
+    from . import registration as reg
+
+    subj = Subject.from_dict(subject)
+    validated = read_json(validated_json)
+    shape, affine = _native_grid(validated)
+    reg_settings = reg.RegistrationSettings.from_config(settings)
+    image, image_affine, mask = _registration_image(subj, shape, affine)
+    scratch = reg.scratch_dir(Path(outputs["qc"]).parent)
+    try:
+        result = reg.register_to_template(image, image_affine, scratch / "ants_", reg_settings,
+                                          mask=mask, contrast=subj.registration_kind)
+        labels = reg.warp_labels(shape, affine, result.forward)
+        table = atlas.region_table()
+        atomic = table[(table["kind"] == "atomic")]
+        indices = [int(i) for i in atomic["index"]]
+        probs, box = reg.warp_probabilities(shape, affine, result.forward, indices, labels)
+        brain = reg.warp_brain_mask(shape, affine, result.forward)
+        reg.save_transforms(result, outputs["xfm_affine"], outputs["xfm_warp"],
+                            outputs["xfm_inverse_warp"])
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    save_nifti(labels, outputs["dseg"], affine, dtype=np.int16, intent="label")
+    lookup = atomic[["index", "region", "hemisphere"]].copy()
+    lookup["name"] = lookup["region"] + "_" + lookup["hemisphere"]
+    write_tsv(lookup[["index", "name"]], outputs["dseg_tsv"])
+    box_affine = affine.copy()
+    box_affine[:3, 3] = (affine @ np.r_[[s.start for s in box], 1.0])[:3]
+    header = _uint8_probability_header()
+    save_nifti(probs, outputs["probseg"], box_affine, dtype=np.uint8, header=header)
+    write_json({
+        "Description": "Partial-volume probability of each atlas label on the subject's grid "
+                       "(one volume per label, in LabelIndices order); cropped to a box "
+                       "around the nuclei: the affine places it in the subject grid.",
+        "LabelIndices": indices,
+        "LabelNames": list(lookup["name"]),
+        "CropStartVoxel": [s.start for s in box],
+        "Units": "probability (0-1)",
+    }, outputs["probseg_json"])
+    save_nifti(brain, outputs["brain_mask"], affine, dtype=np.uint8)
+    qc = {
+        "registration_image": subj.registration_kind,
+        "registration_image_path": str(subj.registration_image),
+        "template": atlas.TEMPLATE_NAME,
+        "settings": reg.settings_dict(result.settings),
+        "threads": threads,
+        **result.qc,
+        "label_voxels": {name: int((labels == i).sum()) for i, name in
+                         zip(lookup["index"], lookup["name"], strict=True)},
+    }
+    write_json(qc, outputs["qc"])
+
+
+def _uint8_probability_header():
+    import nibabel as nib
+
+    header = nib.Nifti1Header()
+    header.set_slope_inter(1.0 / 255.0, 0.0)
+    return header
+
+
+def _map_sources(subj: Subject, derived: Mapping[str, str]) -> dict[str, tuple[Path, str]]:
+    """Table map name → (file, how to read it)."""
+    sources: dict[str, tuple[Path, str]] = {}
+    for kind, path in subj.maps.items():
+        name = TABLE_MAP[kind]
+        if name not in sources or kind == "R2starmap":
+            sources[name] = (path, kind)
+    for name, path in derived.items():
+        sources.setdefault(name, (Path(path), "derived"))
+    return sources
+
+
+def step_regions(subject: Mapping, validated_json: str, dseg: str, probseg: str,
+                 probseg_json: str, brain_mask: str, qc_json: str, derived: Mapping[str, str],
+                 maps: list[str], chi_reference: str, out_tsv: str, out_json: str) -> None:
+    """Regional statistics of every map in every region; one long table per subject."""
+    from .regions import RegionIndex
+
+    subj = Subject.from_dict(subject)
+    validated = read_json(validated_json)
+    labels, label_img = load_nifti(dseg, dtype=np.int16)
+    probs, prob_img = load_nifti(probseg, ndim=4)
+    prob_meta = read_json(probseg_json)
+    start = prob_meta["CropStartVoxel"]
+    box = tuple(slice(s, s + n) for s, n in zip(start, probs.shape[:3], strict=True))
+    brain, _ = load_nifti(brain_mask, dtype=np.uint8)
+    qc = read_json(qc_json)
+    zooms = np.sqrt((label_img.affine[:3, :3] ** 2).sum(0))
+    table = atlas.region_table()
+    available = table[table["available"]]
+    regions = {k: v for k, v in atlas.composite_members(table).items()
+               if k in set(zip(available["region"], available["hemisphere"], strict=True))}
+    index = RegionIndex(labels, regions, float(np.prod(zooms)))
+    rows = []
+    for name, (path, kind) in _map_sources(subj, derived).items():
+        if name not in maps:
+            continue
+        if kind == "derived":
+            values, _ = load_nifti(path)
+        else:
+            values, _ = load_map(subj, kind, validated["unit_factors"].get(kind))
+        reference, ref_value = "none", np.nan
+        if name == "Chimap" and chi_reference == "wholebrain":
+            inside = (brain > 0) & np.isfinite(values) & (values != 0)
+            ref_value = float(values[inside].mean())
+            values = values - np.float32(ref_value)
+            reference = "wholebrain"
+        stats = index.statistics(values, probabilities=probs,
+                                 probability_labels=prob_meta["LabelIndices"],
+                                 probability_slices=box)
+        stats.insert(0, "map", name)
+        stats.insert(1, "units", MAP_UNITS[name])
+        stats.insert(2, "source", Path(path).name)
+        stats.insert(3, "reference", reference)
+        stats.insert(4, "reference_value", ref_value)
+        rows.append(stats)
+    out = pd.concat(rows, ignore_index=True)
+    out.insert(0, "participant_id", subj.participant_id)
+    out.insert(1, "session_id", subj.session_id)
+    out.insert(4, "atlas", "CIT168+aseg")
+    out["registration_image"] = qc["registration_image"]
+    out["registration_ncc"] = qc.get("ncc")
+    out["field_strength_T"] = validated["field_strength_T"]
+    write_tsv(out, out_tsv)
+    write_json(column_descriptions(), out_json)
+
+
+def column_descriptions() -> dict:
+    """JSON sidecar of the regional tables: every column with its meaning and units."""
+    files = atlas.reference_files()
+    stat = "of the map's values in the region (voxels with a finite, non-zero value), in " \
+           "the units of the units column"
+    return {
+        "participant_id": {"Description": "BIDS subject (sub-<label>)"},
+        "session_id": {"Description": "BIDS session (ses-<label>), empty when none"},
+        "map": {"Description": "BIDS suffix of the quantified map",
+                "Levels": {"Chimap": "magnetic susceptibility", "R2starmap": "R2* relaxation "
+                           "rate (from a R2starmap, a T2starmap as 1/T2*, or fitted from MEGRE)"}},
+        "units": {"Description": "units of every statistic of the row",
+                  "Levels": {"ppm": "parts per million", "1/s": "per second"}},
+        "source": {"Description": "file the values were read from"},
+        "reference": {"Description": "chi reference subtracted before the statistics",
+                      "Levels": {"none": "values as given", "wholebrain": "mean chi of the "
+                                 "brain (warped template brain mask) subtracted"}},
+        "reference_value": {"Description": "the subtracted reference value", "Units": "ppm"},
+        "atlas": {"Description": "label sources: CIT168 nuclei (Pauli et al. 2018, Sci Data "
+                  "5:180063) and the aseg thalamus, in MNI152NLin2009cAsym, warped to the "
+                  "subject", "Files": files[["name", "package", "sha256"]].to_dict("records")},
+        "region": {"Description": "brainiron region code (see the package's regions.tsv); SN = "
+                   "SNc_PBP_VTA + SNr, GP = GPe + GPi; SNc_PBP_VTA includes the parabrachial "
+                   "pigmented nucleus and the ventral tegmental area"},
+        "hemisphere": {"Description": "L or R"},
+        "n_voxels": {"Description": "voxels labelled with the region on the subject's grid"},
+        "volume_mm3": {"Description": "n_voxels times the voxel volume", "Units": "mm^3"},
+        "n_valid": {"Description": "voxels of the region with a finite, non-zero value"},
+        "coverage": {"Description": "n_valid / n_voxels: the fraction of the region the map "
+                     "covers (partial coverage, masks)"},
+        "mean": {"Description": f"mean {stat}"},
+        "median": {"Description": f"median {stat}"},
+        "sd": {"Description": f"standard deviation (ddof=1) {stat}"},
+        "p05": {"Description": f"5th percentile {stat}"},
+        "p25": {"Description": f"25th percentile {stat}"},
+        "p75": {"Description": f"75th percentile {stat}"},
+        "p95": {"Description": f"95th percentile {stat}"},
+        "min": {"Description": f"minimum {stat}"},
+        "max": {"Description": f"maximum {stat}"},
+        "mean_pw": {"Description": "probability-weighted mean sum(p*x)/sum(p), p the region's "
+                    "partial-volume probability warped from the template"},
+        "registration_image": {"Description": "image registered to the template",
+                               "Levels": {"T1w": "T1-weighted", "MEGRE": "first-echo magnitude",
+                                          "Chimap": "susceptibility map",
+                                          "R2starmap": "R2* map"}},
+        "registration_ncc": {"Description": "normalised cross-correlation of the registration "
+                             "image with the warped template inside the brain (QC; 1 = ideal)"},
+        "field_strength_T": {"Description": "B0 of the acquisition", "Units": "T"},
+    }
+
+
+def step_group(stats: list[str], participants: str | None, failed: list[Mapping],
+               ignored: list[Mapping], config: Mapping, outputs: Mapping) -> None:
+    """Gather subjects into the long and wide group tables; list failures and ignored files."""
+    long = pd.concat([read_tsv(p, dtype={"session_id": str}) for p in stats],
+                     ignore_index=True) if stats else pd.DataFrame()
+    if participants and Path(participants).exists() and not long.empty:
+        people = read_tsv(participants, dtype={"participant_id": str})
+        extra = [c for c in people.columns if c != "participant_id" and c not in long.columns]
+        long = long.merge(people[["participant_id", *extra]], on="participant_id", how="left")
+    write_tsv(long, outputs["regions"])
+    sidecar = column_descriptions()
+    write_json(sidecar, outputs["regions_json"])
+    wide = wide_table(long)
+    write_tsv(wide, outputs["wide"])
+    write_json(wide_descriptions(wide), outputs["wide_json"])
+    write_tsv(pd.DataFrame(list(failed), columns=["subject", "error"]), outputs["failed"])
+    write_tsv(pd.DataFrame(list(ignored), columns=["path", "reason"]), outputs["ignored"])
+    write_json({
+        "Name": "brainiron regional iron",
+        "BIDSVersion": "1.10.0",
+        "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "brainiron", "Version": __version__,
+                         "CodeURL": "https://github.com/brainiron/brainiron",
+                         "Configuration": _jsonable(config)}],
+        "SourceDatasets": [{"URL": Path(str(config.get("bids_dir") or "phantom")).as_posix()}],
+    }, outputs["description"])
+
+
+def _unit_slug(units: str) -> str:
+    return {"ppm": "ppm", "1/s": "per_s", "s": "s"}.get(units, units.replace("/", "_per_"))
+
+
+def wide_table(long: pd.DataFrame) -> pd.DataFrame:
+    """One row per subject (× session), one column per map × region × hemisphere mean.
+
+    Column names carry the units: ``Chimap_SN_L_mean_ppm``, ``R2starmap_Pu_R_mean_per_s``.
+    """
+    if long.empty:
+        return pd.DataFrame(columns=["participant_id", "session_id"])
+    df = long.copy()
+    df["session_id"] = df["session_id"].fillna("")
+    df["column"] = (df["map"] + "_" + df["region"] + "_" + df["hemisphere"] + "_mean_"
+                    + df["units"].map(_unit_slug))
+    wide = df.pivot_table(index=["participant_id", "session_id"], columns="column",
+                          values="mean", aggfunc="first", sort=False)
+    order = list(dict.fromkeys(df["column"]))
+    wide = wide[order].reset_index()
+    wide.columns.name = None
+    return wide
+
+
+def wide_descriptions(wide: pd.DataFrame) -> dict:
+    out = {"participant_id": {"Description": "BIDS subject"},
+           "session_id": {"Description": "BIDS session, empty when none"}}
+    for col in wide.columns[2:]:
+        map_, region, hemi, _, unit = col.split("_", 4)
+        units = {"ppm": "ppm", "per_s": "1/s"}.get(unit, unit)
+        out[col] = {"Description": f"mean {map_} in {region} ({hemi}); see regions.tsv",
+                    "Units": units}
+    return out
+
+
+def _jsonable(obj):
+    return json.loads(json.dumps(obj, default=str))
+
+
+# --------------------------------------------------------------------------------------------
+# Dispatch from Snakemake's script directive
+# --------------------------------------------------------------------------------------------
+
+
+def run_rule(smk) -> None:
+    """Run the step of a Snakemake rule (``smk`` is the ``snakemake`` script object)."""
+    started = time.perf_counter()
+    rule = smk.rule
+    log = smk.log[0] if len(smk.log) else None
+    try:
+        _dispatch(rule, smk)
+    except BrainironError as exc:
+        message = f"brainiron: error in {rule}: {exc}"
+        _log(log, message)
+        print(message, file=sys.stderr)
+        sys.exit(1)
+    _log(log, f"{rule} finished in {time.perf_counter() - started:.1f} s")
+
+
+def _log(path, message: str) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as fh:
+            fh.write(message.rstrip() + "\n")
+
+
+def _dispatch(rule: str, smk) -> None:
+    p, i, o = smk.params, smk.input, smk.output
+    if rule == "phantom":
+        step_phantom(o[0], p.settings)
+    elif rule == "validate":
+        step_validate(p.subject, p.field_strength, o[0])
+    elif rule == "register":
+        os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", str(smk.threads))
+        step_register(p.subject, i.validated, p.settings, dict(o.items()), smk.threads)
+    elif rule == "regions":
+        step_regions(p.subject, i.validated, i.dseg, i.probseg, i.probseg_json, i.brain_mask,
+                     i.qc, dict(p.derived), list(p.maps), p.chi_reference, o.tsv, o.json)
+    elif rule == "group":
+        step_group(list(i.stats), p.participants, p.failed, p.ignored, p.config,
+                   dict(o.items()))
+    else:
+        raise KeyError(f"no brainiron step for rule {rule!r}")
