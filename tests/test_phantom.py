@@ -98,7 +98,7 @@ def test_truth_iron_follows_norms_calibrations_and_groups(tmp_path):
     # chi and R2* follow the phantom's calibrations from iron.
     cal = norms.calibrations()
     nuclei = truth[truth["region"].isin(["Pu", "Ca", "RN", "GPi"])]
-    chi = cal.loc["invivo_chi"]
+    chi = cal.loc["langkammer2012_chi"]
     np.testing.assert_allclose(nuclei["chi_ppm"],
                                chi["slope"] * nuclei["iron_mg_per_kg"] + chi["intercept"],
                                atol=1e-9)

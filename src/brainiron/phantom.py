@@ -102,7 +102,7 @@ class PhantomConfig:
     max_translation_mm: float = 10.0
     max_scaling: float = 0.05
     max_displacement_mm: float = 5.0
-    chi_calibration: str = "invivo_chi"
+    chi_calibration: str = "langkammer2012_chi"
     r2star_calibration: str = "gelman1999_invivo_r2star"
     with_t1w: bool = True
     with_chimap: bool = True
@@ -311,14 +311,15 @@ def _subject_iron(cfg: PhantomConfig, age: float, group: str, rng) -> dict[str, 
 
 
 def _forward(iron: float, tissue: str, cfg: PhantomConfig) -> tuple[float, float, float]:
-    """χ (ppm), R2* (1/s) and proton density of a tissue from its iron."""
+    """χ (ppm), R2* (1/s) and proton density of a tissue from its iron (mg/kg)."""
+    from .iron import value_from_iron
+
     cal = norms.calibrations()
     row = norms.phantom_tissues().loc[tissue]
-    chi_cal, r2_cal = cal.loc[cfg.chi_calibration], cal.loc[cfg.r2star_calibration]
-    chi = chi_cal["slope"] * iron + chi_cal["intercept"] + row["chi_offset_ppm"]
+    chi = value_from_iron(iron, cal.loc[cfg.chi_calibration]) + row["chi_offset_ppm"]
     # The iron-dependent part of R2* grows linearly with B0 (Yao et al. 2009).
-    b0_factor = cfg.field_strength / r2_cal["field_strength_T"]
-    r2s = r2_cal["slope"] * iron * b0_factor + r2_cal["intercept"] + row["r2star_offset_per_s"]
+    r2s = value_from_iron(iron, cal.loc[cfg.r2star_calibration], cfg.field_strength) \
+        + row["r2star_offset_per_s"]
     return float(chi), float(max(r2s, 0.5)), float(row["proton_density"])
 
 

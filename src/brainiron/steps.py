@@ -266,6 +266,70 @@ def column_descriptions() -> dict:
         "registration_ncc": {"Description": "normalised cross-correlation of the registration "
                              "image with the warped template inside the brain (QC; 1 = ideal)"},
         "field_strength_T": {"Description": "B0 of the acquisition", "Units": "T"},
+        "calibration": {"Description": "MRI-to-iron calibration (brainiron data/"
+                        "calibrations.tsv, with its citation)"},
+        "calibration_mark": {"Description": "confidence in the calibration constants: V read "
+                             "in the source, V2 secondary source, R from memory of the paper, "
+                             "D derived by brainiron"},
+        "calibration_valid": {"Description": "false where the calibration is known not to hold "
+                              "(thalamus, white matter: myelin); the value is still converted"},
+        "iron_mg_per_kg": {"Description": "iron from the row's regional statistic through the "
+                           "calibration, R2* slopes rescaled to the field strength",
+                           "Units": "mg/kg wet tissue"},
+        "iron_sd_mg_per_kg": {"Description": "standard uncertainty of iron_mg_per_kg from the "
+                              "region's SD/sqrt(n_valid) and the calibration's stated SEs",
+                              "Units": "mg/kg wet tissue"},
+        "norm_region": {"Description": "region of the normative table used for this region"},
+        "iron_expected_mg_per_kg": {"Description": "expected iron at the subject's age, "
+                                    "Hallgren & Sourander (1958) exponential model "
+                                    "a*(1-exp(-b*age))+c", "Units": "mg/kg wet tissue"},
+        "iron_z": {"Description": "(iron_mg_per_kg - iron_expected_mg_per_kg) / normative SD"},
+        "norm_source": {"Description": "citation and confidence mark of the norm"},
+        "age": {"Description": "from participants.tsv", "Units": "year"},
+        "sex": {"Description": "from participants.tsv"},
+        "group": {"Description": "from participants.tsv"},
+    }
+
+
+def step_compare(regions: str, settings: Mapping, out_tsv: str, out_json: str) -> None:
+    """Group comparison table (statsmodels OLS with covariates, Benjamini-Hochberg)."""
+    from .stats import group_comparison
+
+    table = read_tsv(regions, dtype={"session_id": str})
+    result = group_comparison(table, reference_group=settings.get("reference_group", "control"),
+                              covariates=settings.get("covariates", ["age", "sex"]),
+                              statistic=settings.get("statistic", "mean"))
+    write_tsv(result, out_tsv)
+    write_json(comparison_descriptions(), out_json)
+
+
+def comparison_descriptions() -> dict:
+    """JSON sidecar of group/group_comparison.tsv."""
+    return {
+        "outcome": {"Description": "what is compared: the regional statistic of the map "
+                    "(mean or median, in the map's units) or iron_mg_per_kg"},
+        "map": {"Description": "BIDS suffix of the map"},
+        "units": {"Description": "units of the means, SDs, difference and CI of the row"},
+        "region": {"Description": "brainiron region code"},
+        "hemisphere": {"Description": "L or R"},
+        "reference_group": {"Description": "group the others are compared with"},
+        "group": {"Description": "the compared group"},
+        "n_reference": {"Description": "subjects of the reference group with a value"},
+        "n_group": {"Description": "subjects of the compared group with a value"},
+        "mean_reference": {"Description": "unadjusted mean of the reference group"},
+        "sd_reference": {"Description": "SD (ddof=1) of the reference group"},
+        "mean_group": {"Description": "unadjusted mean of the compared group"},
+        "sd_group": {"Description": "SD (ddof=1) of the compared group"},
+        "difference": {"Description": "group minus reference, adjusted for the covariates "
+                       "(OLS, statsmodels)"},
+        "ci_low": {"Description": "lower bound of the 95 % confidence interval of difference"},
+        "ci_high": {"Description": "upper bound of the 95 % confidence interval of difference"},
+        "p": {"Description": "two-sided p-value of difference (t-test of the OLS coefficient)"},
+        "p_fdr": {"Description": "Benjamini-Hochberg adjusted p across the regions and "
+                  "hemispheres of the same outcome, map and group"},
+        "cohens_d": {"Description": "adjusted difference divided by the residual SD"},
+        "covariates": {"Description": "covariates in the model (those present, complete and "
+                       "not constant)"},
     }
 
 
@@ -278,6 +342,13 @@ def step_group(stats: list[str], participants: str | None, failed: list[Mapping]
         people = read_tsv(participants, dtype={"participant_id": str})
         extra = [c for c in people.columns if c != "participant_id" and c not in long.columns]
         long = long.merge(people[["participant_id", *extra]], on="participant_id", how="left")
+    if not long.empty:
+        from .iron import add_iron, add_norms
+
+        iron_cfg = config.get("iron") or {}
+        long = add_iron(long, iron_cfg.get("calibrations"), iron_cfg.get("statistic", "mean"),
+                        float(config.get("field_strength", 3.0)))
+        long = add_norms(long)
     write_tsv(long, outputs["regions"])
     sidecar = column_descriptions()
     write_json(sidecar, outputs["regions_json"])
@@ -310,12 +381,17 @@ def wide_table(long: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["participant_id", "session_id"])
     df = long.copy()
     df["session_id"] = df["session_id"].fillna("")
-    df["column"] = (df["map"] + "_" + df["region"] + "_" + df["hemisphere"] + "_mean_"
-                    + df["units"].map(_unit_slug))
-    wide = df.pivot_table(index=["participant_id", "session_id"], columns="column",
-                          values="mean", aggfunc="first", sort=False)
-    order = list(dict.fromkeys(df["column"]))
-    wide = wide[order].reset_index()
+    stem = df["map"] + "_" + df["region"] + "_" + df["hemisphere"]
+    parts = [(stem + "_mean_" + df["units"].map(_unit_slug), "mean")]
+    if "iron_mg_per_kg" in df:
+        parts += [(stem + "_iron_mg_per_kg", "iron_mg_per_kg"), (stem + "_iron_z", "iron_z")]
+    frames = []
+    for column, value in parts:
+        piece = df.assign(column=column).pivot_table(
+            index=["participant_id", "session_id"], columns="column", values=value,
+            aggfunc="first", sort=False, dropna=False)
+        frames.append(piece[list(dict.fromkeys(column))])
+    wide = pd.concat(frames, axis=1).reset_index()
     wide.columns.name = None
     return wide
 
@@ -324,10 +400,19 @@ def wide_descriptions(wide: pd.DataFrame) -> dict:
     out = {"participant_id": {"Description": "BIDS subject"},
            "session_id": {"Description": "BIDS session, empty when none"}}
     for col in wide.columns[2:]:
-        map_, region, hemi, _, unit = col.split("_", 4)
-        units = {"ppm": "ppm", "per_s": "1/s"}.get(unit, unit)
-        out[col] = {"Description": f"mean {map_} in {region} ({hemi}); see regions.tsv",
-                    "Units": units}
+        map_, rest = col.split("_", 1)
+        if rest.endswith("_iron_mg_per_kg"):
+            where = rest.removesuffix("_iron_mg_per_kg")
+            out[col] = {"Description": f"iron from {map_} in {where}; see regions.tsv",
+                        "Units": "mg/kg wet tissue"}
+        elif rest.endswith("_iron_z"):
+            where = rest.removesuffix("_iron_z")
+            out[col] = {"Description": f"age-normative z-score of iron from {map_} in {where}"}
+        else:
+            where, unit = rest.split("_mean_")
+            units = {"ppm": "ppm", "per_s": "1/s"}.get(unit, unit)
+            out[col] = {"Description": f"mean {map_} in {where} (region_hemisphere); see "
+                        "regions.tsv", "Units": units}
     return out
 
 
@@ -374,6 +459,8 @@ def _dispatch(rule: str, smk) -> None:
     elif rule == "regions":
         step_regions(p.subject, i.validated, i.dseg, i.probseg, i.probseg_json, i.brain_mask,
                      i.qc, dict(p.derived), list(p.maps), p.chi_reference, o.tsv, o.json)
+    elif rule == "compare":
+        step_compare(i.regions, p.settings, o.tsv, o.json)
     elif rule == "group":
         step_group(list(i.stats), p.participants, p.failed, p.ignored, p.config,
                    dict(o.items()))

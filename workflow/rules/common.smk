@@ -93,7 +93,7 @@ def final_outputs(wildcards):
     does not rebuild missing intermediate files whose consumers are up to date).
     """
     names = ["regions.tsv", "regions.json", "regions_wide.tsv", "regions_wide.json",
-             "failed.tsv", "ignored.tsv"]
+             "failed.tsv", "ignored.tsv", "group_comparison.tsv", "group_comparison.json"]
     return ([f"{DERIV}/group/{n}" for n in names] + [f"{DERIV}/dataset_description.json"]
             + all_stats(wildcards))
 

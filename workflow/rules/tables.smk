@@ -24,3 +24,21 @@ rule group:
         mem_mb=2000,
     script:
         "../scripts/step.py"
+
+
+rule compare:
+    input:
+        regions=f"{DERIV}/group/regions.tsv",
+    output:
+        tsv=f"{DERIV}/group/group_comparison.tsv",
+        json=f"{DERIV}/group/group_comparison.json",
+    params:
+        settings=config["group_comparison"],
+    conda:
+        "../envs/brainiron.yaml"
+    log:
+        f"{DERIV}/logs/compare.log",
+    resources:
+        mem_mb=2000,
+    script:
+        "../scripts/step.py"
