@@ -32,7 +32,8 @@ rule all:
 
 onsuccess:
     print(
-        f"brainiron: done. Tables: {DERIV}/group/regions.tsv (long, one row per subject x "
-        f"map x region x hemisphere) and {DERIV}/group/regions_wide.tsv (wide); "
+        f"brainiron: done. Tables: {DERIV}/group/regions.tsv (long, one row per subject x map "
+        f"x region x hemisphere), {DERIV}/group/regions_wide.tsv (wide), "
+        f"{DERIV}/group/group_comparison.tsv; report: {DERIV}/report/index.html; "
         f"failures: {DERIV}/group/failed.tsv"
     )

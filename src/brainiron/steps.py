@@ -333,6 +333,13 @@ def comparison_descriptions() -> dict:
     }
 
 
+def step_report(deriv_dir: str, out_html: str, phantom_truth: str, bids_dir: str) -> None:
+    """The self-contained HTML report (tables, figures, overlays, methods)."""
+    from .report import build_report
+
+    build_report(deriv_dir, out_html, phantom_truth=phantom_truth or None, bids_dir=bids_dir)
+
+
 def step_group(stats: list[str], participants: str | None, failed: list[Mapping],
                ignored: list[Mapping], config: Mapping, outputs: Mapping) -> None:
     """Gather subjects into the long and wide group tables; list failures and ignored files."""
@@ -459,6 +466,8 @@ def _dispatch(rule: str, smk) -> None:
     elif rule == "regions":
         step_regions(p.subject, i.validated, i.dseg, i.probseg, i.probseg_json, i.brain_mask,
                      i.qc, dict(p.derived), list(p.maps), p.chi_reference, o.tsv, o.json)
+    elif rule == "report":
+        step_report(str(Path(i.description).parent), o[0], p.phantom_truth, p.bids_dir)
     elif rule == "compare":
         step_compare(i.regions, p.settings, o.tsv, o.json)
     elif rule == "group":

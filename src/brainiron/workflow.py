@@ -118,7 +118,9 @@ def run(bids_dir: str | os.PathLike | None, out_dir: str | os.PathLike, *, cores
     if status == 0 and not dry_run:
         n_failed = max(0, len(failed.read_text().splitlines()) - 1) if failed.exists() else 0
         print(f"brainiron: tables: {deriv / 'group' / 'regions.tsv'} (long), "
-              f"{deriv / 'group' / 'regions_wide.tsv'} (wide)")
+              f"{deriv / 'group' / 'regions_wide.tsv'} (wide), "
+              f"{deriv / 'group' / 'group_comparison.tsv'}; report: "
+              f"{deriv / 'report' / 'index.html'}")
         if n_failed:
             print(f"brainiron: {n_failed} subject(s) failed, see {failed}", file=sys.stderr)
             return 1

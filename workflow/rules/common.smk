@@ -94,7 +94,8 @@ def final_outputs(wildcards):
     """
     names = ["regions.tsv", "regions.json", "regions_wide.tsv", "regions_wide.json",
              "failed.tsv", "ignored.tsv", "group_comparison.tsv", "group_comparison.json"]
-    return ([f"{DERIV}/group/{n}" for n in names] + [f"{DERIV}/dataset_description.json"]
+    return ([f"{DERIV}/group/{n}" for n in names] + [f"{DERIV}/dataset_description.json",
+                                                      f"{DERIV}/report/index.html"]
             + all_stats(wildcards))
 
 

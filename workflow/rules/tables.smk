@@ -42,3 +42,27 @@ rule compare:
         mem_mb=2000,
     script:
         "../scripts/step.py"
+
+
+rule report:
+    input:
+        regions=f"{DERIV}/group/regions.tsv",
+        comparison=f"{DERIV}/group/group_comparison.tsv",
+        failed=f"{DERIV}/group/failed.tsv",
+        description=f"{DERIV}/dataset_description.json",
+        labels=lambda w: [subject_file(s, f"space-individual_atlas-{ATLAS}_dseg.nii.gz")
+                          for s in subjects()],
+        qc=lambda w: [subject_file(s, "desc-registration_qc.json") for s in subjects()],
+    output:
+        f"{DERIV}/report/index.html",
+    params:
+        phantom_truth=f"{BIDS_DIR}/derivatives/phantom-truth" if PHANTOM else "",
+        bids_dir=BIDS_DIR,
+    conda:
+        "../envs/brainiron.yaml"
+    log:
+        f"{DERIV}/logs/report.log",
+    resources:
+        mem_mb=2000,
+    script:
+        "../scripts/step.py"

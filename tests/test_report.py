@@ -1,0 +1,474 @@
+"""Figures and the HTML report (brainiron.report), on a small phantom with its true labels.
+
+The fixture needs no registration: the phantom's ground-truth label images stand in for the
+warped atlas, and the regional table is computed from them with ``regional_stats``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.image import imread
+
+from brainiron import atlas, generate_phantom, norms, regional_stats
+from brainiron.io import read_tsv, write_json, write_tsv
+from brainiron.report import (
+    REGION_COLOURS,
+    build_report,
+    group_figures,
+    nuclei_cut_coords,
+    subject_overlays,
+)
+
+CHROMIUM = Path("/usr/bin/chromium")
+CALIBRATIONS = {"Chimap": "langkammer2012_chi", "R2starmap": "gelman1999_invivo_r2star"}
+UNITS = {"Chimap": "ppm", "R2starmap": "1/s"}
+DSEG = "space-individual_atlas-CIT168_dseg"
+
+
+# --------------------------------------------------------------------------------------------
+# Fixture: a derivatives folder made from the phantom's truth
+# --------------------------------------------------------------------------------------------
+
+
+def _add_iron(regions: pd.DataFrame) -> pd.DataFrame:
+    """Iron columns as the iron stage writes them, from the calibration lines."""
+    cal = norms.calibrations()
+    out = regions.copy()
+    out["calibration"] = out["map"].map(CALIBRATIONS)
+    slope = out["calibration"].map(cal["slope"]).astype(float)
+    intercept = out["calibration"].map(cal["intercept"]).astype(float)
+    out["calibration_valid"] = out["region"] != "Thal"
+    out["iron_mg_per_kg"] = (out["mean"] - intercept) / slope
+    out["iron_sd_mg_per_kg"] = out["sd"] / slope / np.sqrt(out["n_valid"].clip(lower=1))
+    norm_of = atlas.region_table().drop_duplicates("region").set_index("region")["norm_region"]
+    out["norm_region"] = out["region"].map(norm_of)
+    out["iron_expected_mg_per_kg"] = [
+        float(norms.expected_iron(r, a)) for r, a in zip(out["norm_region"], out["age"],
+                                                          strict=True)]
+    sd = out["norm_region"].map(norms.iron_norms()["sd_mg_per_kg"])
+    out["iron_z"] = (out["iron_mg_per_kg"] - out["iron_expected_mg_per_kg"]) / sd
+    return out
+
+
+def _comparison(regions: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    rng = np.random.default_rng(3)
+    keys = regions[regions["mean"].notna()].drop_duplicates(["map", "region", "hemisphere"])
+    for k, row in enumerate(keys.itertuples()):
+        d = regions[(regions["map"] == row.map) & (regions["region"] == row.region)
+                    & (regions["hemisphere"] == row.hemisphere)]
+        ref = d.loc[d["group"] == "control", "mean"]
+        grp = d.loc[d["group"] == "rls", "mean"]
+        diff = float(grp.mean() - ref.mean())
+        p = 0.001 if k == 0 else float(rng.uniform(0.05, 1))
+        rows.append({"outcome": "mean", "map": row.map, "units": row.units,
+                     "region": row.region, "hemisphere": row.hemisphere,
+                     "reference_group": "control", "group": "rls", "n_reference": len(ref),
+                     "n_group": len(grp), "mean_reference": ref.mean(), "sd_reference": np.nan,
+                     "mean_group": grp.mean(), "sd_group": np.nan, "difference": diff,
+                     "ci_low": diff - 0.01, "ci_high": diff + 0.01, "p": p,
+                     "p_fdr": min(1.0, p * 10), "cohens_d": 0.5, "covariates": "age"})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> dict:
+    """Phantom (2 subjects, 4 mm: sub-01 RAS, sub-02 LPS) and derivatives with iron columns."""
+    root = tmp_path_factory.mktemp("report")
+    bids = root / "bids"
+    generate_phantom(bids, n_subjects=2, voxel_size=(4.0, 4.0, 4.0))
+    truth = bids / "derivatives" / "phantom-truth"
+    deriv = root / "brainiron"
+    people = read_tsv(bids / "participants.tsv")
+    frames = []
+    for pid in people["participant_id"]:
+        anat = deriv / pid / "anat"
+        anat.mkdir(parents=True)
+        for ext in (".nii.gz", ".tsv"):
+            shutil.copy(truth / pid / "anat" / f"{pid}_{DSEG}{ext}", anat)
+        dseg = anat / f"{pid}_{DSEG}.nii.gz"
+        labels = np.asarray(nib.load(dseg).dataobj)
+        lookup = read_tsv(anat / f"{pid}_{DSEG}.tsv")
+        raw = bids / pid / "anat"
+        write_json({"registration_image": "T1w",
+                    "registration_image_path": str(raw / f"{pid}_T1w.nii.gz"),
+                    "template": "MNI152NLin2009cAsym",
+                    "settings": {"transform": "SyN", "syn_metric": "CC"},
+                    "ncc": 0.95, "seconds": 1.5,
+                    "label_voxels": {n: int((labels == i).sum()) for i, n in
+                                     zip(lookup["index"], lookup["name"], strict=True)}},
+                   anat / f"{pid}_desc-registration_qc.json")
+        write_json({"subject": {"maps": {m: str(raw / f"{pid}_{m}.nii.gz") for m in UNITS},
+                                "t1w": str(raw / f"{pid}_T1w.nii.gz")}},
+                   anat / f"{pid}_desc-validated_inputs.json")
+        for map_name, units in UNITS.items():
+            table = regional_stats(raw / f"{pid}_{map_name}.nii.gz", dseg)
+            table.insert(0, "participant_id", pid)
+            table.insert(1, "session_id", np.nan)
+            table.insert(2, "map", map_name)
+            table.insert(3, "units", units)
+            table.insert(4, "source", f"{pid}_{map_name}.nii.gz")
+            frames.append(table)
+    regions = pd.concat(frames, ignore_index=True).merge(people, on="participant_id")
+    regions["registration_image"] = "T1w"
+    regions["registration_ncc"] = 0.95
+    regions = _add_iron(regions)
+    write_tsv(regions, deriv / "group" / "regions.tsv")
+    write_tsv(_comparison(regions), deriv / "group" / "group_comparison.tsv")
+    write_tsv(pd.DataFrame({"subject": ["sub-09"], "error": ["sub-09: no Chimap found"]}),
+              deriv / "group" / "failed.tsv")
+    config = {"bids_dir": "", "maps": ["Chimap", "R2starmap"],
+              "registration": {"transform": "SyN", "syn_metric": "CC"},
+              "iron": {"calibrations": CALIBRATIONS, "statistic": "mean"},
+              "group_comparison": {"reference_group": "control", "covariates": ["age"],
+                                   "statistic": "mean"}}
+    write_json({"Name": "brainiron regional iron", "DatasetType": "derivative",
+                "GeneratedBy": [{"Name": "brainiron", "Configuration": config}]},
+               deriv / "dataset_description.json")
+    return {"root": root, "bids": bids, "truth": truth, "deriv": deriv, "regions": regions}
+
+
+@pytest.fixture(scope="module")
+def report(workspace) -> Path:
+    out = workspace["deriv"] / "report" / "index.html"
+    return build_report(workspace["deriv"], out, phantom_truth=workspace["truth"])
+
+
+# --------------------------------------------------------------------------------------------
+# HTML parsing
+# --------------------------------------------------------------------------------------------
+
+
+class _Page(HTMLParser):
+    """Tables (by id: header cells, body rows), images, and the text of elements by id."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables: dict[str, dict] = {}
+        self.images: list[str] = []
+        self.scripts = 0
+        self.links: list[str] = []
+        self._table = None
+        self._in_head = self._in_body = False
+        self._cell: list[str] | None = None
+        self._row: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "table":
+            self._table = a.get("id", f"table-{len(self.tables)}")
+            self.tables[self._table] = {"header": [], "rows": []}
+        elif tag == "thead":
+            self._in_head = True
+        elif tag == "tbody":
+            self._in_body = True
+        elif tag == "tr" and self._table is not None:
+            self._row = []
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+        elif tag == "img":
+            self.images.append(a.get("src", ""))
+        elif tag == "script":
+            self.scripts += 1
+            if a.get("src"):
+                self.links.append(a["src"])
+        elif tag == "link" and a.get("href"):
+            self.links.append(a["href"])
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._table = None
+        elif tag == "thead":
+            self._in_head = False
+        elif tag == "tbody":
+            self._in_body = False
+        elif tag in ("td", "th") and self._cell is not None and self._row is not None:
+            self._row.append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "tr" and self._row is not None and self._table is not None:
+            key = "header" if self._in_head else "rows"
+            if key == "header":
+                self.tables[self._table]["header"] = self._row
+            else:
+                self.tables[self._table]["rows"].append(self._row)
+            self._row = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _parse(path: Path) -> tuple[_Page, str]:
+    text = path.read_text()
+    page = _Page()
+    page.feed(text)
+    return page, text
+
+
+def _png(path: Path) -> np.ndarray:
+    return imread(path)[..., :3]
+
+
+# --------------------------------------------------------------------------------------------
+# Cuts and overlays
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pid", ["sub-01", "sub-02"])  # RAS, LPS
+def test_cut_coords_pass_through_the_nuclei(workspace, pid):
+    dseg = workspace["deriv"] / pid / "anat" / f"{pid}_{DSEG}.nii.gz"
+    img = nib.load(dseg)
+    labels = np.asarray(img.dataobj)
+    cuts = nuclei_cut_coords(dseg)
+    assert set(cuts) == {"SN", "GP"}
+    for name, members in (("SN", [1, 2]), ("GP", [5, 6])):
+        xyz = np.asarray(cuts[name])
+        ijk = np.linalg.solve(img.affine, np.r_[xyz, 1.0])[:3]
+        left = np.argwhere(np.isin(labels, members))
+        right = np.argwhere(np.isin(labels, [m + 10 for m in members]))
+        # The cut point lies within ~2 voxels of the left nucleus, far from the right one.
+        assert np.min(np.linalg.norm(left - ijk, axis=1)) < 2.5
+        assert np.min(np.linalg.norm(right - ijk, axis=1)) > 2.5
+
+
+def _colour_pixels(image: np.ndarray, hex_colour: str, tol: float = 0.12) -> int:
+    rgb = np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)]) / 255.0
+    return int((np.abs(image - rgb).max(axis=-1) < tol).sum())
+
+
+@pytest.mark.parametrize("pid", ["sub-01", "sub-02"])
+def test_subject_overlay_png(workspace, tmp_path, pid):
+    raw = workspace["bids"] / pid / "anat"
+    dseg = workspace["deriv"] / pid / "anat" / f"{pid}_{DSEG}.nii.gz"
+    out = subject_overlays(raw / f"{pid}_Chimap.nii.gz", dseg, tmp_path / "chi.png",
+                           title=f"{pid} chi", units="ppm")
+    assert out == tmp_path / "chi.png"
+    assert out.stat().st_size > 30_000
+    image = _png(out)
+    assert image.shape[1] == 12 * 90  # 12 inches at 90 dpi
+    assert image.std() > 0.1  # not blank
+    # Every nucleus of both rows is drawn in its colour (contours are a few pixels wide).
+    for region in ("SNc_PBP_VTA", "SNr", "GPe", "GPi", "Pu", "Ca"):
+        assert _colour_pixels(image, REGION_COLOURS[region]) > 30, region
+    assert not list(tmp_path.glob(".*"))  # no temporary file left behind
+
+
+def test_overlay_does_not_depend_on_voxel_order(workspace, tmp_path):
+    """The same image stored RAS and LPS (same world coordinates) gives the same picture."""
+    raw = workspace["bids"] / "sub-01" / "anat"
+    dseg = workspace["deriv"] / "sub-01" / "anat" / f"sub-01_{DSEG}.nii.gz"
+    chi, lab = nib.load(raw / "sub-01_Chimap.nii.gz"), nib.load(dseg)
+    assert nib.aff2axcodes(chi.affine) == ("R", "A", "S")
+    flip = np.diag([-1.0, -1.0, 1.0, 1.0])
+    flip[:2, 3] = np.array(chi.shape[:2]) - 1  # voxel (i, j) -> (n - 1 - i, m - 1 - j)
+
+    def lps(img):
+        data = np.asarray(img.dataobj)[::-1, ::-1, :]
+        return nib.Nifti1Image(data, img.affine @ flip)
+
+    assert nib.aff2axcodes(lps(chi).affine) == ("L", "P", "S")
+    lookup = read_tsv(dseg.with_name(f"sub-01_{DSEG}.tsv"))
+    a = subject_overlays(chi, lab, tmp_path / "ras.png", lookup=lookup)
+    b = subject_overlays(lps(chi), lps(lab), tmp_path / "lps.png", lookup=lookup)
+    np.testing.assert_array_equal(_png(a), _png(b))
+
+
+def test_oblique_overlay(workspace, tmp_path):
+    """An oblique grid (rotated 20° about two axes) is drawn with its nuclei."""
+    raw = workspace["bids"] / "sub-01" / "anat"
+    dseg = workspace["deriv"] / "sub-01" / "anat" / f"sub-01_{DSEG}.nii.gz"
+    c, s = np.cos(np.radians(20)), np.sin(np.radians(20))
+    rot = np.array([[c, -s, 0, 0], [s, c, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]) @ \
+        np.array([[1, 0, 0, 0], [0, c, -s, 0], [0, s, c, 0], [0, 0, 0, 1]])
+
+    def oblique(path):
+        img = nib.load(path)
+        return nib.Nifti1Image(np.asarray(img.dataobj), rot @ img.affine)
+
+    out = subject_overlays(oblique(raw / "sub-01_R2starmap.nii.gz"), oblique(dseg),
+                           tmp_path / "oblique.png", units="1/s",
+                           lookup=read_tsv(dseg.with_name(f"sub-01_{DSEG}.tsv")))
+    image = _png(out)
+    assert image.std() > 0.1
+    for region in ("SNr", "GPi", "Pu"):
+        assert _colour_pixels(image, REGION_COLOURS[region]) > 30, region
+
+
+# --------------------------------------------------------------------------------------------
+# Group figures
+# --------------------------------------------------------------------------------------------
+
+
+def test_group_figures_with_and_without_iron(workspace, tmp_path):
+    regions = workspace["regions"]
+    made = group_figures(regions, tmp_path / "with")
+    assert list(made) == ["Chimap_mean", "Chimap_iron_age", "R2starmap_mean",
+                          "R2starmap_iron_age"]
+    for path in made.values():
+        assert path.stat().st_size > 20_000
+        assert _png(path).std() > 0.05
+    plain = regions.drop(columns=[c for c in regions.columns if "iron" in c
+                                  or c.startswith("calibration")])
+    made = group_figures(plain, tmp_path / "without", statistic="median")
+    assert list(made) == ["Chimap_median", "R2starmap_median"]
+    # No group column: everyone in one group.
+    assert list(group_figures(plain.drop(columns=["group"]), tmp_path / "nogroup")) == [
+        "Chimap_mean", "R2starmap_mean"]
+
+
+# --------------------------------------------------------------------------------------------
+# The report
+# --------------------------------------------------------------------------------------------
+
+
+def test_report_tables(workspace, report):
+    page, text = _parse(report)
+    regions = workspace["regions"]
+    comparison = read_tsv(workspace["deriv"] / "group" / "group_comparison.tsv")
+    table = page.tables["region-table"]
+    assert table["header"][:4] == ["map", "units", "region", "hemisphere"]
+    assert {"control", "rls"} <= set(table["header"])
+    expected = regions[regions["mean"].notna()].drop_duplicates(["map", "region", "hemisphere"])
+    assert len(table["rows"]) == len(expected)
+    assert "n/a" not in {row[0] for row in table["rows"]}
+    iron = page.tables["iron-table"]
+    assert len(iron["rows"]) == len(expected)
+    assert "calibration" in iron["header"]
+    thal = [r for r in iron["rows"] if r[2] == "Thal"]
+    assert thal and all(r[-1] == "no" for r in thal)  # calibration not valid there
+    comp = page.tables["comparison-table"]
+    assert len(comp["rows"]) == len(comparison)
+    assert {"p", "p_fdr", "cohens_d", "difference [95% CI]"} <= set(comp["header"])
+    assert text.count('<tr class="sig">') == int((comparison["p_fdr"] < 0.05).sum())
+    qc = page.tables["qc-table"]
+    assert [r[0] for r in qc["rows"]] == ["sub-01", "sub-02"]
+    assert page.tables["failed-table"]["rows"] == [["sub-09", "sub-09: no Chimap found"]]
+    versions = dict(page.tables["software-table"]["rows"])
+    assert versions["brainiron"] != "not installed"
+    assert {"numpy", "scipy", "nibabel", "nilearn", "antspyx", "snakemake"} <= set(versions)
+    truth = {r[0]: r for r in page.tables["truth-table"]["rows"]}
+    assert float(truth["χ (ppm)"][-1]) > 0.99  # true labels: measured = truth up to noise
+    assert "&quot;langkammer2012_chi&quot;" in text  # the configuration section
+
+
+def test_report_is_self_contained(report):
+    page, text = _parse(report)
+    # 2 group figures per map, the phantom truth, and 3 overlays per subject (T1w, χ, R2*).
+    assert len(page.images) == 2 * 2 + 1 + 2 * 3
+    for src in page.images:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not page.links  # no external script or style sheet
+    assert not re.search(r"(src|href)=[\"']?(https?:)?//", text)
+    assert page.scripts == 1 and "imagesLoaded" in text
+    for png in (report.parent / "figures").glob("*.png"):
+        assert png.stat().st_size > 20_000
+
+
+def test_methods_cite_the_calibrations(report):
+    _, text = _parse(report)
+    methods = re.search(r'<p id="methods-text">(.*?)</p>', text, re.S).group(1)
+    references = re.search(r'<ol id="references">(.*?)</ol>', text, re.S).group(1)
+    cal = norms.calibrations()
+    for name in CALIBRATIONS.values():
+        assert name in methods
+        source = cal.loc[name, "source"].replace("&", "&amp;")
+        assert source in references, source
+    for cited in ("NeuroImage 54:313", "Sci Data 5:180063", "Med Image Anal 12:26",
+                  "J Neurochem 3:41"):
+        assert cited in references
+    # Calibrations not in the table are not cited.
+    assert cal.loc["langkammer2010_r2star", "source"] not in references
+
+
+def test_report_degrades_without_iron_or_comparison(workspace, tmp_path):
+    deriv = tmp_path / "brainiron"
+    shutil.copytree(workspace["deriv"], deriv, ignore=shutil.ignore_patterns("report"))
+    (deriv / "group" / "group_comparison.tsv").unlink()
+    (deriv / "group" / "failed.tsv").unlink()
+    regions = read_tsv(deriv / "group" / "regions.tsv")
+    keep = [c for c in regions.columns if "iron" not in c and not c.startswith("calibration")]
+    write_tsv(regions[keep], deriv / "group" / "regions.tsv")
+    out = build_report(deriv, tmp_path / "index.html", overlays=False,
+                       config={"maps": ["Chimap"], "bids_dir": "/data/ds"})
+    page, text = _parse(out)
+    assert "No group/group_comparison.tsv" in text
+    assert "iron table skipped" in text and "iron-versus-age figures skipped" in text
+    assert "comparison-table" not in page.tables and "iron-table" not in page.tables
+    assert len(page.images) == 2  # the two maps' group figures
+    methods = re.search(r'<p id="methods-text">(.*?)</p>', text, re.S).group(1)
+    assert "calibration" not in methods
+    assert json.loads(re.search(r'<pre id="configuration-text">(.*?)</pre>', text,
+                                re.S).group(1).replace("&quot;", '"'))["bids_dir"] == "/data/ds"
+
+
+def test_report_finds_moved_inputs_through_bids_dir(workspace, tmp_path):
+    """Recorded input paths that no longer exist are looked up in ``bids_dir``."""
+    bids = tmp_path / "moved"
+    shutil.copytree(workspace["bids"] / "sub-01", bids / "sub-01")
+    deriv = tmp_path / "brainiron"
+    shutil.copytree(workspace["deriv"] / "sub-01", deriv / "sub-01")
+    for sidecar in (deriv / "sub-01" / "anat").glob("*.json"):
+        sidecar.write_text(sidecar.read_text().replace(str(workspace["bids"]), "/gone"))
+    page, text = _parse(build_report(deriv, tmp_path / "a.html"))
+    assert not page.images and text.count("image not found") == 3  # T1w, χ, R2*
+    page, text = _parse(build_report(deriv, tmp_path / "b.html", bids_dir=bids))
+    assert len(page.images) == 3 and "image not found" not in text
+    assert "regions.tsv is missing or unreadable" in text
+
+
+# --------------------------------------------------------------------------------------------
+# A real browser
+# --------------------------------------------------------------------------------------------
+
+
+def chromium_command(profile: Path, *args: str) -> list[str]:
+    return [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            "--no-first-run", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=5000",
+            *args]
+
+
+def test_report_images_load_in_chromium(report, tmp_path):
+    if not CHROMIUM.exists():
+        print("chromium not installed (apt-get install -y chromium): browser check skipped")
+        pytest.skip("chromium not installed at /usr/bin/chromium")
+    page, _ = _parse(report)
+    result = subprocess.run(
+        chromium_command(tmp_path / "profile", "--dump-dom", report.resolve().as_uri()),
+        capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    body = re.search(r"<body[^>]*>", result.stdout)
+    assert body, result.stdout[:500]
+    loaded = re.search(r'data-images-loaded="(\d+)"', body.group(0))
+    total = re.search(r'data-images-total="(\d+)"', body.group(0))
+    assert loaded and total, body.group(0)
+    assert int(total.group(1)) == len(page.images)
+    assert int(loaded.group(1)) == len(page.images)
+
+
+def test_report_with_sessions(workspace, tmp_path):
+    """Subjects with sessions (sub-01/ses-1/anat/sub-01_ses-1_...) get their own section."""
+    deriv = tmp_path / "brainiron"
+    anat = deriv / "sub-01" / "ses-1" / "anat"
+    anat.mkdir(parents=True)
+    for f in (workspace["deriv"] / "sub-01" / "anat").iterdir():
+        shutil.copy(f, anat / f.name.replace("sub-01_", "sub-01_ses-1_"))
+    regions = workspace["regions"]
+    regions = regions[regions["participant_id"] == "sub-01"].assign(session_id="ses-1")
+    write_tsv(regions, deriv / "group" / "regions.tsv")
+    page, text = _parse(build_report(deriv, tmp_path / "index.html"))
+    assert [r[0] for r in page.tables["qc-table"]["rows"]] == ["sub-01_ses-1"]
+    assert 'id="sub-01_ses-1"' in text
+    assert len(page.images) == 2 * 2 + 3  # two figures per map, three overlays
