@@ -24,7 +24,7 @@ def test_region_table_lists_every_region_with_hemispheres():
             "DN"} <= regions
     assert (table.groupby("region")["hemisphere"].apply(sorted) == [["L", "R"]] * 12).all()
     dn = table[table["region"] == "DN"]
-    assert not dn["available"].any()
+    assert dn["available"].all() and (dn["atlas"] == "contrast").all()
     members = atlas.composite_members()
     assert members[("SN", "L")] == [1, 2] and members[("GP", "R")] == [15, 16]
 
@@ -37,7 +37,7 @@ def test_template_labels_match_cit168_voxel_counts():
                 5: 1200, 15: 1176, 6: 621, 16: 636, 7: 7807, 17: 7778, 8: 6897, 18: 7056}
     for index, n in expected.items():
         assert counts[index] == n, index
-    # Thalamus comes from aseg (~10.9k voxels a side), the dentate is not available yet.
+    # Thalamus comes from aseg (~10.9k voxels a side); the dentate has no template label.
     assert 10_500 < counts[9] < 11_000 and 10_500 < counts[19] < 11_000
     assert counts[10] == 0 and counts[20] == 0
     # Left labels lie left of the midline (RAS world, x < 0).

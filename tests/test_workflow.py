@@ -20,13 +20,17 @@ from brainiron import atlas
 from brainiron.workflow import SNAKEFILE
 
 PHANTOM = {"subjects": 3, "seed": 1, "voxel_size": 3.0}
-# Accuracy achieved at 3 mm (see the closing note of issue 3 and docs/registration.md);
-# minimum over subjects and hemispheres.
-MIN_DICE = {"SN": 0.70, "RN": 0.70, "GP": 0.65, "Pu": 0.80, "Ca": 0.75, "Thal": 0.85}
-CHI_MEDIAN_ABS_PPM = 0.02
-CHI_MEAN_ABS_PPM = 0.08
-R2STAR_MEDIAN_REL = 0.05
-R2STAR_MEAN_REL = 0.20
+# Accuracy achieved at 3 mm (docs/registration.md), worst over 3 subjects x 2 hemispheres,
+# with a small margin: SN Dice 0.88, RN 0.82, GP 0.83, Pu/Ca 0.92, Thal 0.94, DN 0.98;
+# R2* mean within 9.8 % of truth (median 2.7 %); chi mean within 0.051 ppm (median 0.018).
+# chi errors are stated in ppm: a nucleus's chi (0.05-0.2 ppm) is smaller than its contrast
+# with the surrounding white matter (-0.03 ppm), so relative chi errors are ill-conditioned.
+MIN_DICE = {"SN": 0.85, "RN": 0.75, "GP": 0.78, "Pu": 0.88, "Ca": 0.88, "Thal": 0.90,
+            "DN": 0.90}
+CHI_MEDIAN_ABS_PPM = 0.025
+CHI_MEAN_ABS_PPM = 0.06
+R2STAR_MEDIAN_REL = 0.04
+R2STAR_MEAN_REL = 0.11
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +73,8 @@ def test_outputs_are_bids_derivatives(run_dir):
     anat = deriv / "sub-01" / "anat"
     for name in ("space-individual_atlas-CIT168_dseg.nii.gz", "space-individual_atlas-CIT168"
                  "_dseg.tsv", "space-individual_atlas-CIT168_probseg.nii.gz",
-                 "from-MNI152NLin2009cAsym_to-individual_mode-image_desc-warp_xfm.nii.gz",
-                 "from-MNI152NLin2009cAsym_to-individual_mode-image_desc-affine_xfm.mat",
-                 "from-individual_to-MNI152NLin2009cAsym_mode-image_desc-warp_xfm.nii.gz",
+                 "from-MNI152NLin2009cAsym_to-individual_mode-image_xfm.nii.gz",
+                 "from-individual_to-MNI152NLin2009cAsym_mode-image_xfm.nii.gz",
                  "desc-regions_stats.tsv", "desc-regions_stats.json",
                  "desc-registration_qc.json"):
         assert (anat / f"sub-01_{name}").is_file(), name
@@ -86,10 +89,10 @@ def test_outputs_are_bids_derivatives(run_dir):
 def test_group_tables(run_dir):
     group = run_dir / "brainiron" / "group"
     long = _tsv(group / "regions.tsv")
-    # 3 subjects x 2 maps x 11 regions x 2 hemispheres (DN is not available yet).
-    assert len(long) == 3 * 2 * 11 * 2
+    # 3 subjects x 2 maps x 12 regions x 2 hemispheres.
+    assert len(long) == 3 * 2 * 12 * 2
     assert set(long["region"]) == {"SN", "SNc_PBP_VTA", "SNr", "RN", "STN", "GP", "GPe",
-                                   "GPi", "Pu", "Ca", "Thal"}
+                                   "GPi", "Pu", "Ca", "Thal", "DN"}
     assert set(long.loc[long["map"] == "Chimap", "units"]) == {"ppm"}
     assert set(long.loc[long["map"] == "R2starmap", "units"]) == {"1/s"}
     assert set(long["group"]) == {"control", "rls"} and long["age"].notna().all()
@@ -151,8 +154,8 @@ def test_second_run_does_nothing_and_a_deleted_subject_is_redone(run_dir):
     shutil.rmtree(run_dir / "brainiron" / "sub-02")
     plan = _dry_run(run_dir)
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", plan.split("Job stats:")[1], re.M))
-    assert jobs == {"all": "1", "group": "1", "validate": "1", "register": "1", "regions": "1",
-                    "total": "5"}
+    assert jobs == {"all": "1", "validate": "1", "register": "1", "regions": "1", "group": "1",
+                    "compare": "1", "report": "1", "total": "7"}
     assert "wildcards: folder=sub-02, key=sub-02" in plan
     assert brainiron.run(None, run_dir, cores=2, config={"phantom": PHANTOM}) == 0
     assert (run_dir / "brainiron/sub-02/anat/sub-02_desc-regions_stats.tsv").is_file()

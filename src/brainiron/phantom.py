@@ -286,6 +286,31 @@ def _sample(geom: _Geometry, volumes: dict[str, tuple[np.ndarray, int]]) -> dict
 # --------------------------------------------------------------------------------------------
 
 
+#: The phantom's dentate: an ellipsoid (semi-axes mm) in the cerebellar white matter, where
+#: the real nucleus lies (field notes: around (±14, −56, −33) mm MNI).
+_DENTATE = {"L": (-14.0, -56.0, -34.0), "R": (14.0, -56.0, -34.0)}
+_DENTATE_SEMI_AXES_MM = np.array([5.0, 8.0, 5.0])
+
+
+@functools.cache
+def phantom_labels() -> atlas.ReferenceImage:
+    """brainiron's template labels plus a synthetic dentate (no atlas has one offline)."""
+    labels = atlas.template_labels()
+    tpl = atlas.load_reference("template")
+    suit = atlas.load_reference("SUIT")
+    table = atlas.region_table()
+    out = np.array(labels.data, dtype=np.int16)
+    ijk = np.indices(out.shape, sparse=True)
+    allowed = (tpl.data > 0) & (suit.data == 0) & (out == 0)
+    for row in table[(table["region"] == "DN") & (table["kind"] == "atomic")].itertuples():
+        centre = np.linalg.solve(tpl.affine, [*_DENTATE[row.hemisphere], 1.0])[:3]
+        inside = sum(((ijk[k] - centre[k]) / _DENTATE_SEMI_AXES_MM[k]) ** 2
+                     for k in range(3)) <= 1
+        out[inside & allowed] = int(row.index)
+    out.setflags(write=False)
+    return atlas.ReferenceImage(out, labels.affine, labels.lookup, labels.path)
+
+
 def _subject_iron(cfg: PhantomConfig, age: float, group: str, rng) -> dict[str, float]:
     """Iron (mg/kg) per phantom tissue key: '<region>_<hemi>' for nuclei, 'GM'/'WM'/'CSF'."""
     tissues = norms.phantom_tissues()
@@ -387,7 +412,7 @@ def _write_subject(root: Path, label: str, index: int, cfg: PhantomConfig,
                    demographics: dict) -> pd.DataFrame:
     rng = np.random.default_rng([cfg.seed, index, 7])
     geom = _make_geometry(cfg, index, rng)
-    labels = atlas.template_labels()
+    labels = phantom_labels()
     tissues = atlas.template_tissues()
     sampled = _sample(geom, {
         "labels": (np.asarray(labels.data), 0),

@@ -22,8 +22,6 @@ References
 
 from __future__ import annotations
 
-import os
-import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -74,33 +72,48 @@ def from_ants(img) -> tuple[np.ndarray, np.ndarray]:
 class RegistrationSettings:
     """How to register (all configurable from ``config.yaml`` → ``registration``).
 
+    The default is the two-stage scheme measured in ``docs/registration.md``: a global
+    rigid → affine → SyN stage on a grid of ``max(voxel, resolution_mm)`` with the template
+    blurred *and resampled* to that grid, then a local SyN on a box around the nuclei at the
+    data's own resolution.
+
     Attributes
     ----------
     transform : str
-        ANTsPy ``type_of_transform`` (``SyN``, ``SyNRA``, ``Affine``, ``antsRegistrationSyN[s]``
-        ...). ``SyN`` runs rigid → affine → SyN.
+        ANTsPy ``type_of_transform`` of the global stage (``SyN`` = rigid → affine → SyN).
+    aff_metric : str
+        Metric of the linear stages. ``GC`` (global correlation) is reproducible across
+        threads; ANTs' default ``mattes`` is not, even with a seed.
     syn_metric : str
-        Metric of the deformable stage (``CC`` for same-contrast images; ``mattes`` for
-        multi-contrast).
+        Metric of the deformable stages for same-contrast images (``CC``).
     syn_sampling : int
-        CC radius (voxels) or MI bins of the deformable stage.
+        CC radius (voxels) of the deformable stages.
     reg_iterations : tuple of int
-        SyN iterations per level, coarse to fine.
+        SyN iterations per level of the global stage, coarse to fine.
     resolution_mm : float
-        Register on an isotropic grid of this spacing (0 = the image's own grid) when the image
-        is finer; the transform then applies to the image's own grid.
+        The global stage runs on a grid no finer than this (mm); 0 = the image's own grid.
+    local_refinement : bool
+        Run the second, local SyN on the nuclei's box (same-contrast images only).
+    local_iterations : tuple of int
+        SyN iterations per level of the local stage.
+    local_margin_mm : float
+        Margin around the nuclei's bounding box of the local stage (mm).
     random_seed : int
-        Seed of ANTs' metric sampling, for reproducible runs.
+        Seed of ANTs' metric sampling (``ants.config._random_seed``).
     multicontrast_syn_metric, multicontrast_syn_sampling : str, int
         Metric and sampling of the deformable stage when the subject image is not T1-weighted
         (magnitude, χ map): mutual information instead of cross-correlation.
     """
 
     transform: str = "SyN"
+    aff_metric: str = "GC"
     syn_metric: str = "CC"
     syn_sampling: int = 2
     reg_iterations: tuple[int, ...] = (40, 20, 0)
     resolution_mm: float = 2.0
+    local_refinement: bool = True
+    local_iterations: tuple[int, ...] = (40, 20)
+    local_margin_mm: float = 15.0
     random_seed: int = 42
     multicontrast_syn_metric: str = "mattes"
     multicontrast_syn_sampling: int = 32
@@ -109,8 +122,9 @@ class RegistrationSettings:
     def from_config(cls, config: dict | None) -> RegistrationSettings:
         config = dict(config or {})
         known = {k: config[k] for k in cls.__dataclass_fields__ if k in config}
-        if "reg_iterations" in known:
-            known["reg_iterations"] = tuple(int(i) for i in known["reg_iterations"])
+        for key in ("reg_iterations", "local_iterations"):
+            if key in known:
+                known[key] = tuple(int(i) for i in known[key])
         return cls(**known)
 
 
@@ -121,51 +135,63 @@ class Registration:
     Attributes
     ----------
     forward : list of str
-        Transform files that pull template images onto the subject (``[warp, affine]``).
+        ANTs transforms that pull template images onto the subject's grid.
     inverse : list of str
-        Transform files that pull subject images into the template (``[affine, warp]``), with
-        ``inverse_invert`` flags.
+        ANTs transforms that pull subject images into the template (no inversion flags
+        needed).
     qc : dict
-        ``ncc``: normalised cross-correlation of the registration image with the warped
-        template inside the warped brain mask (1 = identical up to scale); ``seconds``.
+        ``ncc`` (normalised cross-correlation of the registration image with the warped
+        template inside the brain; 1 = identical up to scale), stage times in seconds, grids.
     """
 
     forward: list[str]
     inverse: list[str]
-    inverse_invert: list[bool]
     settings: RegistrationSettings
     qc: dict = field(default_factory=dict)
 
 
-def _template_at(resolution_mm: float):
+def _resample_aa(img, spacing_mm: float):
+    """Anti-aliased linear resampling to an isotropic grid (Gaussian FWHM² = new² − old²)."""
     import ants
 
+    old = float(np.mean(img.spacing))
+    if spacing_mm > old + 1e-6:
+        sigma = np.sqrt(spacing_mm ** 2 - old ** 2) / 2.3548
+        img = ants.smooth_image(img, sigma, sigma_in_physical_coordinates=True)
+    return ants.resample_image(img, (spacing_mm,) * 3, use_voxels=False, interp_type=0)
+
+
+def _template_image():
     tpl = atlas.load_reference("template")
-    img = to_ants(np.asarray(tpl.data), tpl.affine)
-    if resolution_mm and resolution_mm > 1.0:
-        img = ants.resample_image(img, (resolution_mm,) * 3, use_voxels=False, interp_type=0)
-    return img
+    return to_ants(np.asarray(tpl.data), tpl.affine)
 
 
-def register_to_template(image: np.ndarray, affine: np.ndarray, out_prefix: str | Path,
+def register_to_template(image: np.ndarray, affine: np.ndarray, workdir: str | Path,
                          settings: RegistrationSettings | None = None,
                          mask: np.ndarray | None = None, contrast: str = "T1w") -> Registration:
     """Register a subject image (fixed) with the MNI152NLin2009cAsym T1 template (moving).
 
+    Stage 1 (global): ``settings.transform`` on a grid of ``g = max(voxel, resolution_mm)``;
+    the subject image is resampled to ``g`` when finer, the template blurred and resampled to
+    ``g`` (matching the data's point-spread function matters more than any other setting).
+    Stage 2 (local, T1w only): ``SyNOnly`` on the subject's own grid cropped to the nuclei's
+    box + ``local_margin_mm``, against the template blurred to the subject's voxel size,
+    initialised with stage 1.
+
     Parameters
     ----------
     image : (X, Y, Z) ndarray
-        The registration image (T1w, or a magnitude / contrast-matched image).
+        The registration image (T1w, or a magnitude / χ map).
     affine : (4, 4) ndarray
         Its voxel → world (RAS, mm) matrix.
-    out_prefix : path
-        Where ANTs writes its transform files (``<prefix>0GenericAffine.mat``,
-        ``<prefix>1Warp.nii.gz``, ``<prefix>1InverseWarp.nii.gz``).
+    workdir : path
+        Folder for ANTs' transform files (kept until the caller saves them).
     settings : RegistrationSettings, optional
     mask : (X, Y, Z) bool ndarray, optional
-        Brain mask of the subject image (metric restricted to it).
+        Foreground mask of the subject image (metric restricted to it in stage 1).
     contrast : str
-        ``T1w`` (same contrast as the template) or anything else (multi-contrast metric).
+        ``T1w`` (same contrast as the template) or anything else (mutual information, no
+        local stage).
 
     Returns
     -------
@@ -174,36 +200,84 @@ def register_to_template(image: np.ndarray, affine: np.ndarray, out_prefix: str 
     import ants
 
     settings = settings or RegistrationSettings()
+    ants.config._random_seed = int(settings.random_seed)  # registration(random_seed=) is ignored
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     fixed = to_ants(image, affine)
-    spacing = np.asarray(fixed.spacing)
-    if settings.resolution_mm and spacing.min() < settings.resolution_mm - 1e-6:
-        fixed = ants.resample_image(fixed, (settings.resolution_mm,) * 3, use_voxels=False,
-                                    interp_type=0)
-    moving = _template_at(settings.resolution_mm or float(spacing.min()))
+    native = float(np.mean(fixed.spacing))
+    grid = max(native, float(settings.resolution_mm or 0.0))
+    fixed_g = fixed if grid <= native + 1e-6 else _resample_aa(fixed, grid)
+    template = _template_image()
+    same_contrast = contrast == "T1w"
     kwargs = {}
     if mask is not None:
         mask_img = to_ants(mask.astype(np.float32), affine)
-        if mask_img.shape != fixed.shape:
-            mask_img = ants.resample_image_to_target(mask_img, fixed, interp_type="nearestNeighbor")
+        if mask_img.shape != fixed_g.shape or grid > native + 1e-6:
+            mask_img = ants.resample_image_to_target(mask_img, fixed_g,
+                                                     interp_type="nearestNeighbor")
         kwargs["mask"] = mask_img
-    out_prefix = str(out_prefix)
-    Path(out_prefix).parent.mkdir(parents=True, exist_ok=True)
-    same_contrast = contrast == "T1w"
-    result = ants.registration(
-        fixed=fixed, moving=moving, type_of_transform=settings.transform,
+    stage1 = ants.registration(
+        fixed=fixed_g, moving=_resample_aa(template, grid), type_of_transform=settings.transform,
+        aff_metric=settings.aff_metric,
         syn_metric=settings.syn_metric if same_contrast else settings.multicontrast_syn_metric,
         syn_sampling=(settings.syn_sampling if same_contrast
                       else settings.multicontrast_syn_sampling),
-        reg_iterations=tuple(settings.reg_iterations), outprefix=out_prefix,
-        random_seed=settings.random_seed, **kwargs)
-    fwd = list(result["fwdtransforms"])
-    inv = list(result["invtransforms"])
-    invert = [path.endswith(".mat") for path in inv]
-    reg = Registration(forward=fwd, inverse=inv, inverse_invert=invert, settings=settings)
-    reg.qc = registration_qc(image, affine, reg)
-    reg.qc["seconds"] = round(time.perf_counter() - started, 2)
+        reg_iterations=tuple(settings.reg_iterations), write_composite_transform=True,
+        outprefix=str(workdir / "global_"), **kwargs)
+    forward = [stage1["fwdtransforms"]] if isinstance(stage1["fwdtransforms"], str) \
+        else list(stage1["fwdtransforms"])
+    inverse = [stage1["invtransforms"]] if isinstance(stage1["invtransforms"], str) \
+        else list(stage1["invtransforms"])
+    qc = {"global_grid_mm": round(grid, 3),
+          "global_seconds": round(time.perf_counter() - started, 2)}
+    if settings.local_refinement and same_contrast:
+        t0 = time.perf_counter()
+        forward, inverse, local = _local_stage(fixed, template, forward, inverse, workdir,
+                                               settings)
+        qc.update(local, local_seconds=round(time.perf_counter() - t0, 2))
+    reg = Registration(forward=forward, inverse=inverse, settings=settings)
+    reg.qc = {**registration_qc(image, affine, reg), **qc,
+              "seconds": round(time.perf_counter() - started, 2)}
     return reg
+
+
+def _local_stage(fixed, template, stage1: list[str], stage1_inverse: list[str], workdir: Path,
+                 settings: RegistrationSettings) -> tuple[list[str], list[str], dict]:
+    """Second SyN on the nuclei's box at the subject's resolution, initialised by stage 1."""
+    import ants
+
+    labels = atlas.template_labels()
+    ijk = np.argwhere(np.asarray(labels.data) > 0)
+    margin = int(round(settings.local_margin_mm))  # the template grid is 1 mm
+    lo, hi = ijk.min(0), ijk.max(0) + 1
+    box = np.zeros(labels.data.shape, np.float32)
+    box[tuple(slice(max(a - margin, 0), b + margin) for a, b in zip(lo, hi, strict=True))] = 1
+    box_native = ants.apply_transforms(fixed, to_ants(box, labels.affine), stage1,
+                                       interpolator="nearestNeighbor").numpy() > 0
+    if box_native.sum() < 27:
+        return stage1, stage1_inverse, {"local_stage": "skipped: the nuclei are outside the image"}
+    nijk = np.argwhere(box_native)
+    fixed_box = ants.crop_indices(fixed, nijk.min(0).tolist(), (nijk.max(0) + 1).tolist())
+    native = float(np.mean(fixed.spacing))
+    sigma = np.sqrt(max(native ** 2 - 1.0, 0.0)) / 2.3548
+    moving = ants.smooth_image(template, sigma, sigma_in_physical_coordinates=True) \
+        if sigma > 0 else template
+    mlo = np.maximum(lo - 3 * margin, 0)
+    mhi = np.minimum(hi + 3 * margin, labels.data.shape)
+    moving_box = ants.crop_indices(moving, mlo.tolist(), mhi.tolist())
+    # stage1 must be ONE composite file: ANTsPy turns a list into an invalid "-r a b".
+    stage2 = ants.registration(
+        fixed=fixed_box, moving=moving_box, type_of_transform="SyNOnly",
+        initial_transform=list(stage1), syn_metric=settings.syn_metric,
+        syn_sampling=settings.syn_sampling if native > 1.5 else 1,
+        reg_iterations=tuple(settings.local_iterations), outprefix=str(workdir / "local_"))
+    # With an initial transform antsRegistration writes the whole chain
+    # [2Warp (local), 1Warp, 0GenericAffine]; ANTsPy's invtransforms list is wrong there, so
+    # the inverse is built from the pieces: stage 1's inverse composite, then the local one.
+    forward = list(stage2["fwdtransforms"])
+    inverse = [*stage1_inverse, str(workdir / "local_2InverseWarp.nii.gz")]
+    return forward, inverse, {"local_box_shape": list(fixed_box.shape)}
 
 
 def _apply(reference_shape, reference_affine, moving: np.ndarray, moving_affine, transforms,
@@ -319,26 +393,36 @@ def warp_probabilities(reference_shape, reference_affine, transforms, label_indi
     return out, native_box
 
 
-def save_transforms(reg: Registration, forward_affine: Path, forward_warp: Path,
-                    inverse_warp: Path) -> None:
-    """Move ANTs' transform files to their BIDS-Derivatives names (atomic renames)."""
-    affine_file = next(p for p in reg.forward if p.endswith(".mat"))
-    warp_file = next((p for p in reg.forward if p.endswith(".nii.gz")), None)
-    inv_warp = next((p for p in reg.inverse if p.endswith(".nii.gz")), None)
-    for src, dst in ((affine_file, forward_affine), (warp_file, forward_warp),
-                     (inv_warp, inverse_warp)):
-        if src is None:
-            continue
-        dst = Path(dst)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(f".{dst.name}.tmp")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
+def save_transforms(reg: Registration, reference_shape, reference_affine, forward_path: Path,
+                    inverse_path: Path, workdir: Path, inverse_grid_mm: float = 2.0) -> None:
+    """Write the transforms as two displacement fields (BIDS ``_xfm.nii.gz``, float32).
+
+    ``forward_path``: on the subject's grid; pulls template images onto it (``from-MNI…
+    _to-individual``). ``inverse_path``: on the template at ``inverse_grid_mm``; pulls subject
+    images into MNI152NLin2009cAsym. Either works as a one-element ``transformlist`` of
+    :func:`ants.apply_transforms`, at any output grid.
+    """
+    import ants
+    import nibabel as nib
+
+    from .io import save_nifti
+
+    reference = to_ants(np.zeros(reference_shape, np.float32), reference_affine)
+    template_grid = _resample_aa(_template_image(), inverse_grid_mm)
+    for ref, moving, chain, dst in ((reference, _template_image(), reg.forward, forward_path),
+                                    (template_grid, reference, reg.inverse, inverse_path)):
+        composed = ants.apply_transforms(fixed=ref, moving=moving, transformlist=list(chain),
+                                         compose=str(Path(workdir) / f"compose_{Path(dst).name}_"))
+        field_img = nib.load(composed)
+        hdr = field_img.header.copy()
+        save_nifti(np.asarray(field_img.dataobj, dtype=np.float32), dst, field_img.affine,
+                   header=hdr, dtype=np.float32, intent="vector")
 
 
 def settings_dict(settings: RegistrationSettings) -> dict:
     out = asdict(settings)
     out["reg_iterations"] = list(settings.reg_iterations)
+    out["local_iterations"] = list(settings.local_iterations)
     return out
 
 

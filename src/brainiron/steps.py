@@ -65,50 +65,108 @@ def _native_grid(validated: Mapping) -> tuple[tuple[int, int, int], np.ndarray]:
     return tuple(validated["shape"]), np.asarray(validated["affine"], dtype=float)
 
 
-def _registration_image(subj: Subject, grid_shape, grid_affine
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """The image to register, its affine, and a brain mask when it is not skull-stripped."""
+def _foreground_mask(data: np.ndarray) -> np.ndarray | None:
+    """Head/brain of a magnitude-like image: largest component above half Otsu, holes filled."""
     from scipy import ndimage
     from skimage.filters import threshold_otsu
 
+    positive = data[np.isfinite(data) & (data > 0)]
+    if positive.size < 10:
+        return None
+    lab, n = ndimage.label(np.nan_to_num(data) > threshold_otsu(positive) * 0.5)
+    if n == 0:
+        return None
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    return ndimage.binary_fill_holes(lab == sizes.argmax())
+
+
+def _registration_image(subj: Subject) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The image to register, its affine, and a mask when it is not a (skull-stripped) T1w."""
     data, img = load_nifti(subj.registration_image)
     data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
-    mask = None
-    if subj.registration_kind != "T1w":
-        # Magnitude or a map: brain = largest connected component above Otsu, holes filled.
-        positive = data[data > 0]
-        if positive.size:
-            fg = data > threshold_otsu(positive) * 0.5
-            lab, n = ndimage.label(fg)
-            if n:
-                sizes = np.bincount(lab.ravel())
-                sizes[0] = 0
-                mask = ndimage.binary_fill_holes(lab == sizes.argmax())
+    mask = None if subj.registration_kind == "T1w" else _foreground_mask(data)
     return data, img.affine, mask
 
 
+def step_relaxometry(subject: Mapping, validated_json: str, method: str, outputs: Mapping,
+                     threads: int = 2) -> None:
+    """R2* (1/s), T2* (s), S0 and goodness of fit from the MEGRE magnitude echoes."""
+    from .relaxometry import fit_r2star
+
+    subj = Subject.from_dict(subject)
+    validated = read_json(validated_json)
+    echoes = []
+    affine = None
+    for path in subj.megre:
+        data, img = load_nifti(path)
+        echoes.append(data)
+        affine = img.affine
+    mask = _foreground_mask(echoes[0])
+    fit = fit_r2star(echoes, subj.echo_times, mask=mask, method=method, threads=threads)
+    del echoes
+    save_nifti(fit.r2star, outputs["r2star"], affine, dtype=np.float32)
+    save_nifti(fit.t2star, outputs["t2star"], affine, dtype=np.float32)
+    save_nifti(fit.s0, outputs["s0"], affine, dtype=np.float32)
+    save_nifti(fit.goodness, outputs["goodness"], affine, dtype=np.float32)
+    write_json({
+        "Units": "1/s",
+        "Description": "R2* fitted by brainiron from the MEGRE magnitude echoes (NaN outside "
+                       "the magnitude's foreground and where the fit is undefined)",
+        "FitMethod": fit.method,
+        "EchoTime": list(fit.echo_times),
+        "MagneticFieldStrength": validated["field_strength_T"],
+        "Sources": [str(p) for p in subj.megre],
+        "GeneratedBy": {"Name": "brainiron", "Version": __version__},
+    }, outputs["r2star_json"])
+
+
+def _contrast_values(subj: Subject, validated: Mapping, path: str, kind: str
+                     ) -> tuple[np.ndarray, str]:
+    """The map the dentate is segmented on: χ if present, else R2* (given or fitted)."""
+    if kind in subj.maps and str(subj.maps[kind]) == str(path):
+        values, _ = load_map(subj, kind, validated["unit_factors"].get(kind))
+        return values, TABLE_MAP[kind]
+    values, _ = load_nifti(path)
+    return values, "R2starmap"
+
+
 def step_register(subject: Mapping, validated_json: str, settings: Mapping, outputs: Mapping,
-                  threads: int = 2) -> None:
-    """Register to the template; write transforms, native labels, probabilities, QC."""
+                  contrast: tuple[str, str], threads: int = 2) -> None:
+    """Register to the template; write transforms, native labels, probabilities, QC.
+
+    The atlas nuclei come through the registration; the dentate is then segmented from the
+    ``contrast`` map (path, kind) inside the warped search region (:mod:`brainiron.dentate`).
+    """
     from . import registration as reg
+    from .dentate import search_labels, segment_dentate
 
     subj = Subject.from_dict(subject)
     validated = read_json(validated_json)
     shape, affine = _native_grid(validated)
     reg_settings = reg.RegistrationSettings.from_config(settings)
-    image, image_affine, mask = _registration_image(subj, shape, affine)
+    image, image_affine, mask = _registration_image(subj)
     scratch = reg.scratch_dir(Path(outputs["qc"]).parent)
     try:
-        result = reg.register_to_template(image, image_affine, scratch / "ants_", reg_settings,
+        result = reg.register_to_template(image, image_affine, scratch, reg_settings,
                                           mask=mask, contrast=subj.registration_kind)
         labels = reg.warp_labels(shape, affine, result.forward)
+        search = reg.warp_labels(shape, affine, result.forward, search_labels())
+        values, contrast_kind = _contrast_values(subj, validated, *contrast)
+        voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
+        dentate, dentate_info = segment_dentate(values, search, voxel_mm3, contrast_kind)
+        free = labels == 0
+        labels[free] = dentate[free]
         table = atlas.region_table()
         atomic = table[(table["kind"] == "atomic")]
         indices = [int(i) for i in atomic["index"]]
         probs, box = reg.warp_probabilities(shape, affine, result.forward, indices, labels)
+        for k, index in enumerate(indices):  # contrast-segmented labels: probability 1
+            if index in set(np.unique(dentate)) - {0}:
+                probs[..., k] = np.where(labels[box] == index, 255, 0).astype(np.uint8)
         brain = reg.warp_brain_mask(shape, affine, result.forward)
-        reg.save_transforms(result, outputs["xfm_affine"], outputs["xfm_warp"],
-                            outputs["xfm_inverse_warp"])
+        reg.save_transforms(result, shape, affine, outputs["xfm_forward"],
+                            outputs["xfm_inverse"], scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -137,6 +195,7 @@ def step_register(subject: Mapping, validated_json: str, settings: Mapping, outp
         "settings": reg.settings_dict(result.settings),
         "threads": threads,
         **result.qc,
+        "dentate": dentate_info,
         "label_voxels": {name: int((labels == i).sum()) for i, name in
                          zip(lookup["index"], lookup["name"], strict=True)},
     }
@@ -458,11 +517,14 @@ def _dispatch(rule: str, smk) -> None:
     p, i, o = smk.params, smk.input, smk.output
     if rule == "phantom":
         step_phantom(o[0], p.settings)
+    elif rule == "relaxometry":
+        step_relaxometry(p.subject, i.validated, p.method, dict(o.items()), smk.threads)
     elif rule == "validate":
         step_validate(p.subject, p.field_strength, o[0])
     elif rule == "register":
         os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", str(smk.threads))
-        step_register(p.subject, i.validated, p.settings, dict(o.items()), smk.threads)
+        step_register(p.subject, i.validated, p.settings, dict(o.items()),
+                      (i.contrast, p.contrast_kind), smk.threads)
     elif rule == "regions":
         step_regions(p.subject, i.validated, i.dseg, i.probseg, i.probseg_json, i.brain_mask,
                      i.qc, dict(p.derived), list(p.maps), p.chi_reference, o.tsv, o.json)

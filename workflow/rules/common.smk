@@ -75,6 +75,15 @@ def needs_r2star_fit(subj):
     )
 
 
+def contrast_map(wildcards):
+    """(path, kind) of the map the dentate is segmented on: chi, else R2* or T2*, else fitted."""
+    subj = subject(wildcards)
+    for kind in ("Chimap", "R2starmap", "T2starmap"):
+        if kind in subj.maps:
+            return str(subj.maps[kind]), kind
+    return subject_file(subj, "R2starmap.nii.gz"), "derived"
+
+
 def raw_inputs(wildcards):
     """Every raw file of the subject that brainiron reads (changes trigger re-runs)."""
     subj = subject(wildcards)

@@ -9,10 +9,10 @@ rule register:
     input:
         validated=f"{SUBJECT_DIR}_desc-validated_inputs.json",
         image=lambda w: str(subject(w).registration_image),
+        contrast=lambda w: contrast_map(w)[0],
     output:
-        xfm_affine=f"{XFM_TO_NATIVE}_desc-affine_xfm.mat",
-        xfm_warp=f"{XFM_TO_NATIVE}_desc-warp_xfm.nii.gz",
-        xfm_inverse_warp=f"{XFM_TO_TEMPLATE}_desc-warp_xfm.nii.gz",
+        xfm_forward=f"{XFM_TO_NATIVE}_xfm.nii.gz",
+        xfm_inverse=f"{XFM_TO_TEMPLATE}_xfm.nii.gz",
         dseg=f"{NATIVE_ATLAS}_dseg.nii.gz",
         dseg_tsv=f"{NATIVE_ATLAS}_dseg.tsv",
         probseg=f"{NATIVE_ATLAS}_probseg.nii.gz",
@@ -22,6 +22,7 @@ rule register:
     params:
         subject=lambda w: subject(w).to_dict(),
         settings=config["registration"],
+        contrast_kind=lambda w: contrast_map(w)[1],
     threads: config["threads"]
     conda:
         "../envs/brainiron.yaml"
