@@ -5,7 +5,12 @@
 #
 # Outputs: <output_dir>/brainiron/ (BIDS-Derivatives); the group tables are in
 # <output_dir>/brainiron/group/. Rules are thin: each calls one brainiron.steps function.
+import sys
+
 from snakemake.utils import min_version, validate
+
+from brainiron.errors import BrainironError
+from brainiron.workflow import check_config
 
 min_version("8.20")
 
@@ -13,6 +18,10 @@ min_version("8.20")
 configfile: "config/config.yaml"
 
 
+try:  # one-line errors naming the key, before Snakemake's own validation
+    check_config(config)
+except BrainironError as exc:
+    sys.exit(f"brainiron: error: {exc}")
 validate(config, "workflow/schemas/config.schema.yaml")
 
 

@@ -80,7 +80,8 @@ def _cmd_run(args) -> int:
     overrides = {key: yaml.safe_load(value) if value else "" for key, value in args.config or []}
     return run(args.bids_dir or None, args.out_dir, cores=args.cores,
                participant_label=args.participant_label, config=overrides,
-               configfile=args.configfile, dry_run=args.dry_run, keep_going=args.keep_going)
+               configfile=args.configfile, dry_run=args.dry_run,
+               keep_going=not args.stop_on_error, extra_args=args.snakemake_args or [])
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -130,8 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "(registration.resolution_mm=1.5)")
     p.add_argument("--configfile", type=Path, help="a configuration YAML to start from")
     p.add_argument("--dry-run", action="store_true")
-    p.add_argument("--keep-going", action="store_true",
-                   help="process the other subjects when one fails")
+    p.add_argument("--stop-on-error", action="store_true",
+                   help="stop at the first failure (default: process the other subjects, "
+                        "then list what failed)")
+    p.add_argument("--profile", dest="snakemake_args", type=lambda v: ["--profile", v],
+                   help="a Snakemake profile, e.g. workflow/profiles/slurm")
     p.set_defaults(func=_cmd_run)
     return parser
 

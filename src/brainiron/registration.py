@@ -148,6 +148,8 @@ class Registration:
     inverse: list[str]
     settings: RegistrationSettings
     qc: dict = field(default_factory=dict)
+    #: The forward chain composed into one displacement field on the subject's grid.
+    forward_field: str | None = None
 
 
 def _resample_aa(img, spacing_mm: float):
@@ -237,7 +239,10 @@ def register_to_template(image: np.ndarray, affine: np.ndarray, workdir: str | P
                                                settings)
         qc.update(local, local_seconds=round(time.perf_counter() - t0, 2))
     reg = Registration(forward=forward, inverse=inverse, settings=settings)
-    reg.qc = {**registration_qc(image, affine, reg), **qc,
+    reg.forward_field = ants.apply_transforms(
+        fixed=fixed, moving=template, transformlist=list(forward),
+        compose=str(workdir / "forward_composed_"))
+    reg.qc = {**registration_qc(image, affine, reg, contrast), **qc,
               "seconds": round(time.perf_counter() - started, 2)}
     return reg
 
@@ -290,20 +295,84 @@ def _apply(reference_shape, reference_affine, moving: np.ndarray, moving_affine,
     return out.numpy()
 
 
-def registration_qc(image: np.ndarray, affine: np.ndarray, reg: Registration) -> dict:
-    """Similarity of the subject image and the template warped onto it (NCC in the brain)."""
+#: QC limits below which a registration is flagged (docs/registration.md): NCC of a T1w with
+#: the warped template, and the fraction of the warped template brain inside the subject's
+#: foreground (contrast-independent; ~1 for any sane registration).
+QC_MIN_NCC_T1W = 0.7
+QC_MIN_BRAIN_COVERAGE = 0.85
+#: Largest accepted SD of log(Jacobian determinant) of the template-to-subject warp inside the
+#: brain: ~0.09 for the phantom's deformations, 0.33-0.39 when SyN forces the template onto a
+#: mis-oriented brain (docs/registration.md).
+QC_MAX_LOG_JACOBIAN_SD = 0.3
+
+
+def foreground_mask(data: np.ndarray) -> np.ndarray | None:
+    """Head (or brain) of an image: largest component above half Otsu, holes filled."""
+    from skimage.filters import threshold_otsu
+
+    finite = np.nan_to_num(np.asarray(data, dtype=np.float32), nan=0.0, posinf=0.0,
+                           neginf=0.0)
+    values = np.abs(finite[finite != 0])
+    if values.size < 10:
+        return None
+    lab, n = ndimage.label(np.abs(finite) > threshold_otsu(values) * 0.5)
+    if n == 0:
+        return None
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    return ndimage.binary_fill_holes(lab == sizes.argmax())
+
+
+def registration_qc(image: np.ndarray, affine: np.ndarray, reg: Registration,
+                    contrast: str = "T1w") -> dict:
+    """QC of a registration: NCC with the warped template, brain coverage, and a flag.
+
+    Returns
+    -------
+    dict
+        ``ncc`` — normalised cross-correlation of the subject image with the warped T1
+        template inside the warped brain (meaningful for T1w; 1 = identical up to scale);
+        ``brain_coverage`` — fraction of the warped template brain (within the image's field
+        of view) that lies in the subject's foreground; ``log_jacobian_sd`` — SD of the log
+        Jacobian determinant of the warp inside the brain (contrast-independent; large when
+        SyN forced the template onto the wrong anatomy); ``flag`` — empty when all pass
+        :data:`QC_MIN_NCC_T1W` (T1w only), :data:`QC_MIN_BRAIN_COVERAGE` and
+        :data:`QC_MAX_LOG_JACOBIAN_SD`, else the reasons.
+    """
+    import ants
+
     tpl = atlas.load_reference("template")
     warped = _apply(image.shape, affine, np.asarray(tpl.data), tpl.affine, reg.forward,
                     "linear")
     brain = warped > 0.1 * float(np.percentile(tpl.data[tpl.data > 0], 50))
+    out: dict = {"brain_voxels": int(brain.sum())}
+    if brain.sum() < 10:
+        return {**out, "ncc": float("nan"), "brain_coverage": 0.0,
+                "flag": "the warped template brain falls outside the image"}
     a = np.asarray(image, dtype=np.float64)[brain]
     b = warped[brain].astype(np.float64)
-    if a.size < 10:
-        return {"ncc": float("nan"), "brain_voxels": int(a.size)}
     a -= a.mean()
     b -= b.mean()
-    ncc = float((a @ b) / np.sqrt((a @ a) * (b @ b)))
-    return {"ncc": round(ncc, 4), "brain_voxels": int(a.size)}
+    denom = np.sqrt((a @ a) * (b @ b))
+    out["ncc"] = round(float((a @ b) / denom), 4) if denom > 0 else float("nan")
+    fg = foreground_mask(image)
+    out["brain_coverage"] = round(float((brain & fg).sum() / brain.sum()), 4) \
+        if fg is not None else 0.0
+    if reg.forward_field:
+        log_jac = ants.create_jacobian_determinant_image(
+            to_ants(np.zeros(image.shape, np.float32), affine), reg.forward_field,
+            do_log=True).numpy()[brain]
+        out["log_jacobian_sd"] = round(float(np.std(log_jac[np.isfinite(log_jac)])), 4)
+    reasons = []
+    if contrast == "T1w" and not out["ncc"] >= QC_MIN_NCC_T1W:
+        reasons.append(f"NCC {out['ncc']:.2f} < {QC_MIN_NCC_T1W}")
+    if out["brain_coverage"] < QC_MIN_BRAIN_COVERAGE:
+        reasons.append(f"brain coverage {out['brain_coverage']:.2f} < {QC_MIN_BRAIN_COVERAGE}")
+    if out.get("log_jacobian_sd", 0.0) > QC_MAX_LOG_JACOBIAN_SD:
+        reasons.append(f"log-Jacobian SD {out['log_jacobian_sd']:.2f} > "
+                       f"{QC_MAX_LOG_JACOBIAN_SD}")
+    out["flag"] = "; ".join(reasons)
+    return out
 
 
 def _crop_box(labels: np.ndarray, margin: int) -> tuple[slice, ...]:

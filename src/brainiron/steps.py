@@ -9,6 +9,7 @@ reported as one line naming the file (also written to the rule's log), with exit
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ import pandas as pd
 
 from . import __version__, atlas
 from .bids import MAP_UNITS, Subject, load_map, validate_subject
-from .errors import BrainironError
+from .errors import BrainironError, InputError
 from .io import load_nifti, read_json, read_tsv, save_nifti, write_json, write_tsv
 
 __all__ = ["run_rule"]
@@ -65,33 +66,20 @@ def _native_grid(validated: Mapping) -> tuple[tuple[int, int, int], np.ndarray]:
     return tuple(validated["shape"]), np.asarray(validated["affine"], dtype=float)
 
 
-def _foreground_mask(data: np.ndarray) -> np.ndarray | None:
-    """Head/brain of a magnitude-like image: largest component above half Otsu, holes filled."""
-    from scipy import ndimage
-    from skimage.filters import threshold_otsu
-
-    positive = data[np.isfinite(data) & (data > 0)]
-    if positive.size < 10:
-        return None
-    lab, n = ndimage.label(np.nan_to_num(data) > threshold_otsu(positive) * 0.5)
-    if n == 0:
-        return None
-    sizes = np.bincount(lab.ravel())
-    sizes[0] = 0
-    return ndimage.binary_fill_holes(lab == sizes.argmax())
-
-
 def _registration_image(subj: Subject) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """The image to register, its affine, and a mask when it is not a (skull-stripped) T1w."""
+    from .registration import foreground_mask
+
     data, img = load_nifti(subj.registration_image)
     data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
-    mask = None if subj.registration_kind == "T1w" else _foreground_mask(data)
+    mask = None if subj.registration_kind == "T1w" else foreground_mask(data)
     return data, img.affine, mask
 
 
 def step_relaxometry(subject: Mapping, validated_json: str, method: str, outputs: Mapping,
                      threads: int = 2) -> None:
     """R2* (1/s), T2* (s), S0 and goodness of fit from the MEGRE magnitude echoes."""
+    from .registration import foreground_mask
     from .relaxometry import fit_r2star
 
     subj = Subject.from_dict(subject)
@@ -102,7 +90,7 @@ def step_relaxometry(subject: Mapping, validated_json: str, method: str, outputs
         data, img = load_nifti(path)
         echoes.append(data)
         affine = img.affine
-    mask = _foreground_mask(echoes[0])
+    mask = foreground_mask(echoes[0])
     fit = fit_r2star(echoes, subj.echo_times, mask=mask, method=method, threads=threads)
     del echoes
     save_nifti(fit.r2star, outputs["r2star"], affine, dtype=np.float32)
@@ -150,6 +138,10 @@ def step_register(subject: Mapping, validated_json: str, settings: Mapping, outp
     try:
         result = reg.register_to_template(image, image_affine, scratch, reg_settings,
                                           mask=mask, contrast=subj.registration_kind)
+        if result.qc.get("flag") and settings.get("on_qc_failure", "exclude") == "exclude":
+            raise InputError(subj.registration_image, (
+                f"registration to {atlas.TEMPLATE_NAME} failed QC ({result.qc['flag']}); the "
+                "subject is left out (set registration.on_qc_failure: flag to keep it, flagged)"))
         labels = reg.warp_labels(shape, affine, result.forward)
         search = reg.warp_labels(shape, affine, result.forward, search_labels())
         values, contrast_kind = _contrast_values(subj, validated, *contrast)
@@ -272,6 +264,8 @@ def step_regions(subject: Mapping, validated_json: str, dseg: str, probseg: str,
     out.insert(4, "atlas", "CIT168+aseg")
     out["registration_image"] = qc["registration_image"]
     out["registration_ncc"] = qc.get("ncc")
+    out["registration_brain_coverage"] = qc.get("brain_coverage")
+    out["registration_flag"] = qc.get("flag", "")
     out["field_strength_T"] = validated["field_strength_T"]
     write_tsv(out, out_tsv)
     write_json(column_descriptions(), out_json)
@@ -323,7 +317,12 @@ def column_descriptions() -> dict:
                                           "Chimap": "susceptibility map",
                                           "R2starmap": "R2* map"}},
         "registration_ncc": {"Description": "normalised cross-correlation of the registration "
-                             "image with the warped template inside the brain (QC; 1 = ideal)"},
+                             "image with the warped template inside the brain (QC; 1 = ideal; "
+                             "meaningful for T1w)"},
+        "registration_brain_coverage": {"Description": "fraction of the warped template brain "
+                                        "inside the subject image's foreground (QC; ~1)"},
+        "registration_flag": {"Description": "empty when the registration passed QC, else why "
+                              "it is suspect (low NCC or brain coverage): check the overlays"},
         "field_strength_T": {"Description": "B0 of the acquisition", "Units": "T"},
         "calibration": {"Description": "MRI-to-iron calibration (brainiron data/"
                         "calibrations.tsv, with its citation)"},
@@ -392,6 +391,15 @@ def comparison_descriptions() -> dict:
     }
 
 
+def step_check(failed_tsv: str, out_json: str) -> None:
+    """Fail (exit 1) when any subject could not be processed; else write a summary."""
+    failed = read_tsv(failed_tsv, dtype=str)
+    if len(failed):
+        listing = "; ".join(f"{r.subject}: {r.error}" for r in failed.itertuples())
+        raise BrainironError(f"{len(failed)} subject(s) failed ({failed_tsv}): {listing}")
+    write_json({"failed": 0, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, out_json)
+
+
 def step_report(deriv_dir: str, out_html: str, phantom_truth: str, bids_dir: str) -> None:
     """The self-contained HTML report (tables, figures, overlays, methods)."""
     from .report import build_report
@@ -421,7 +429,8 @@ def step_group(stats: list[str], participants: str | None, failed: list[Mapping]
     wide = wide_table(long)
     write_tsv(wide, outputs["wide"])
     write_json(wide_descriptions(wide), outputs["wide_json"])
-    write_tsv(pd.DataFrame(list(failed), columns=["subject", "error"]), outputs["failed"])
+    write_tsv(pd.DataFrame(list(failed), columns=["subject", "stage", "error"]),
+              outputs["failed"])
     write_tsv(pd.DataFrame(list(ignored), columns=["path", "reason"]), outputs["ignored"])
     write_json({
         "Name": "brainiron regional iron",
@@ -491,26 +500,74 @@ def _jsonable(obj):
 # --------------------------------------------------------------------------------------------
 
 
+#: Suffix of the marker a failed per-subject rule leaves beside its log (read by
+#: ``brainiron run`` and the group rule to list failures; removed when the rule succeeds).
+FAILED_SUFFIX = ".failed.json"
+
+
+def failure_marker(log_path: str | Path) -> Path:
+    """``<log>.failed.json`` — the failure record of one rule run."""
+    return Path(str(log_path) + FAILED_SUFFIX)
+
+
+def read_failures(deriv_dir: str | Path) -> dict[str, dict]:
+    """Failure records under ``<deriv>/logs``: subject key → {rule, error}."""
+    out: dict[str, dict] = {}
+    for path in sorted(Path(deriv_dir, "logs").rglob(f"*{FAILED_SUFFIX}")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if record.get("subject"):
+            out.setdefault(record["subject"], record)
+    return out
+
+
 def run_rule(smk) -> None:
-    """Run the step of a Snakemake rule (``smk`` is the ``snakemake`` script object)."""
+    """Run the step of a Snakemake rule (``smk`` is the ``snakemake`` script object).
+
+    A problem with the input (:class:`BrainironError`) or the file system (``OSError``: no
+    space, no permission) ends in one line on stderr and in the rule's log; anything else is
+    a bug and keeps its traceback in the log. Per-subject rules also leave a failure record
+    (:func:`failure_marker`) so that ``brainiron run`` can list what failed and why.
+    """
     started = time.perf_counter()
     rule = smk.rule
     log = smk.log[0] if len(smk.log) else None
+    key = dict(smk.wildcards.items()).get("key")
+    marker = failure_marker(log) if log and key else None
     try:
         _dispatch(rule, smk)
-    except BrainironError as exc:
-        message = f"brainiron: error in {rule}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - reported, recorded, then exit 1
+        import traceback
+
+        if isinstance(exc, BrainironError):
+            problem = str(exc)
+        elif isinstance(exc, OSError):
+            where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+            problem = f"{where}{exc.strerror or exc}"
+        else:
+            problem = f"unexpected {type(exc).__name__}: {exc} (a bug: see {log})"
+            _log(log, traceback.format_exc())
+        message = f"brainiron: error in {rule}" + (f" for {key}" if key else "") + \
+            f": {problem}"
         _log(log, message)
+        if marker is not None:
+            with contextlib.suppress(OSError):
+                write_json({"subject": key, "rule": rule, "error": problem}, marker)
         print(message, file=sys.stderr)
         sys.exit(1)
+    if marker is not None:
+        marker.unlink(missing_ok=True)
     _log(log, f"{rule} finished in {time.perf_counter() - started:.1f} s")
 
 
 def _log(path, message: str) -> None:
     if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as fh:
-            fh.write(message.rstrip() + "\n")
+        with contextlib.suppress(OSError):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a") as fh:
+                fh.write(message.rstrip() + "\n")
 
 
 def _dispatch(rule: str, smk) -> None:
@@ -532,6 +589,8 @@ def _dispatch(rule: str, smk) -> None:
         step_report(str(Path(i.description).parent), o[0], p.phantom_truth, p.bids_dir)
     elif rule == "compare":
         step_compare(i.regions, p.settings, o.tsv, o.json)
+    elif rule == "check":
+        step_check(i.failed, o[0])
     elif rule == "group":
         step_group(list(i.stats), p.participants, p.failed, p.ignored, p.config,
                    dict(o.items()))

@@ -8,6 +8,8 @@ command line, notebooks and ``snakemake`` itself all run the same rules.
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
@@ -15,10 +17,40 @@ from pathlib import Path
 
 from .errors import BrainironError, ConfigError
 
-__all__ = ["SNAKEFILE", "merged_config", "run"]
+__all__ = ["SNAKEFILE", "check_config", "merged_config", "run"]
 
 #: The workflow's Snakefile (source checkout; brainiron is installed with ``pip install -e``).
 SNAKEFILE = Path(__file__).resolve().parents[2] / "Snakefile"
+
+
+SCHEMA = SNAKEFILE.parent / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def check_config(config: Mapping) -> None:
+    """Validate a configuration against the workflow's schema, with a one-line error.
+
+    Raises
+    ------
+    ConfigError
+        Naming the key and the problem, e.g. ``config: unknown key 'foo'`` or
+        ``config.registration.syn_sampling: 'two' is not of type 'integer'``.
+    """
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(dict(config)),
+                    key=lambda e: list(e.absolute_path))
+    if not errors:
+        return
+    err = errors[0]
+    where = ".".join(["config", *[str(p) for p in err.absolute_path]])
+    if err.validator == "additionalProperties":
+        allowed = sorted(err.schema.get("properties", {}))
+        unknown = sorted(set(err.instance) - set(allowed))
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (allowed: "
+                          f"{', '.join(allowed)})")
+    raise ConfigError(f"{where}: {err.message}")
 
 
 def merged_config(overrides: Mapping | None = None,
@@ -49,11 +81,43 @@ def merged_config(overrides: Mapping | None = None,
     return config
 
 
+def _writable(folder: Path) -> None:
+    """Raise a one-line error unless ``folder`` can be created and written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".brainiron-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"{folder}: cannot write the outputs ({exc.strerror})") from None
+
+
+def _subject_folder(deriv: Path, key: str) -> Path | None:
+    """``<deriv>/sub-X[/ses-Y]`` of a subject key, or None for anything unexpected."""
+    match = re.fullmatch(r"(sub-[a-zA-Z0-9]+)(?:_(ses-[a-zA-Z0-9]+))?", key)
+    if not match:
+        return None
+    return deriv.joinpath(*[p for p in match.groups() if p])
+
+
+def _failed_table(deriv: Path) -> list[tuple[str, str, str]]:
+    path = deriv / "group" / "failed.tsv"
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()[1:]
+    return [tuple((line.split("\t") + ["", "", ""])[:3]) for line in lines if line.strip()]
+
+
 def run(bids_dir: str | os.PathLike | None, out_dir: str | os.PathLike, *, cores: int = 2,
         participant_label: Iterable[str] | None = None, config: Mapping | None = None,
         configfile: str | os.PathLike | None = None, dry_run: bool = False,
-        keep_going: bool = False, extra_args: Iterable[str] = ()) -> int:
+        keep_going: bool = True, extra_args: Iterable[str] = ()) -> int:
     """Run brainiron on a BIDS dataset (or the built-in phantom) and return the exit status.
+
+    With ``keep_going`` (the default) a subject whose processing fails does not stop the
+    others: after the first pass, the failed subjects' partial outputs are removed, the group
+    tables and report are made for everyone else (a second Snakemake pass that excludes the
+    failed subjects), and the failures are listed in ``group/failed.tsv`` and on stderr.
 
     Parameters
     ----------
@@ -71,57 +135,91 @@ def run(bids_dir: str | os.PathLike | None, out_dir: str | os.PathLike, *, cores
         the merged configuration is written to ``<out_dir>/config.yaml``.
     configfile : path, optional
         A YAML configuration to use instead of the shipped ``config/config.yaml``.
-    dry_run, keep_going : bool
-        Snakemake's ``--dry-run`` and ``--keep-going``.
+    dry_run : bool
+        Snakemake's ``--dry-run``.
+    keep_going : bool
+        Process the other subjects when one fails (see above).
+    extra_args : iterable of str
+        More Snakemake arguments (e.g. ``["--profile", "workflow/profiles/slurm"]``).
 
     Returns
     -------
     int
-        0 when every subject was processed; non-zero otherwise (the failures are listed).
+        0 when every subject was processed; 1 when some failed (listed) or Snakemake failed.
 
     Examples
     --------
     >>> import brainiron
     >>> brainiron.run("/data/ds004000", "/scratch/brainiron", cores=8)  # doctest: +SKIP
     """
-    if not SNAKEFILE.exists():
-        raise BrainironError(f"{SNAKEFILE}: workflow not found; install brainiron from its "
-                             "source tree (pip install -e .)")
     import yaml
 
     from .io import write_text
+    from .steps import read_failures
 
+    if not SNAKEFILE.exists():
+        raise BrainironError(f"{SNAKEFILE}: workflow not found; install brainiron from its "
+                             "source tree (pip install -e .)")
     out_dir = Path(out_dir).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _writable(out_dir)
     settings = dict(config or {})
     settings["bids_dir"] = str(Path(bids_dir).resolve()) if bids_dir else ""
     settings["output_dir"] = str(out_dir)
     if participant_label:
         settings["participant_label"] = list(participant_label)
+    merged = merged_config(settings, configfile)
+    check_config(merged)
+    if bids_dir:
+        # Dataset-level problems (no folder, no subjects, broken participants.tsv) end here
+        # in one line, before Snakemake starts.
+        from .bids import discover
+
+        discover(bids_dir, participant_label=merged.get("participant_label") or None,
+                 select=merged.get("select") or {},
+                 t1w_grid=(merged.get("registration") or {}).get("t1w_grid", "same"))
     # The run's full configuration, kept beside the outputs (provenance and re-runs).
-    conf = write_text(yaml.safe_dump(merged_config(settings, configfile), sort_keys=False),
-                      out_dir / "config.yaml")
+    conf = write_text(yaml.safe_dump(merged, sort_keys=False), out_dir / "config.yaml")
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE),
            "--directory", str(out_dir), "--configfile", str(conf), "--cores", str(cores),
-           "--rerun-incomplete", "--quiet", "rules"]
+           "--rerun-incomplete", "--quiet", "rules", *extra_args]
     if dry_run:
-        cmd.append("--dry-run")
-    if keep_going:
-        cmd.append("--keep-going")
-    cmd.extend(extra_args)
-    try:
-        status = subprocess.call(cmd)
-    except OSError as exc:
-        raise ConfigError(f"cannot start snakemake: {exc}") from None
+        return _call([*cmd, "--dry-run"])
+    status = _call([*cmd, "--keep-going"] if keep_going else cmd)
     deriv = out_dir / "brainiron"
-    failed = deriv / "group" / "failed.tsv"
-    if status == 0 and not dry_run:
-        n_failed = max(0, len(failed.read_text().splitlines()) - 1) if failed.exists() else 0
+    excluded = list(merged.get("exclude") or [])
+    failures = {k: v for k, v in read_failures(deriv).items() if k not in excluded}
+    if status != 0 and keep_going and failures:
+        # Second pass: the group tables and report for everyone else.
+        for key in failures:
+            _remove_subject_outputs(deriv, key)
+        extra = write_text(yaml.safe_dump({"exclude": excluded + sorted(failures)}),
+                           out_dir / ".brainiron-exclude.yaml")
+        status = _call([*cmd, "--configfile", str(conf), str(extra), "--keep-going"])
+    failed = _failed_table(deriv)
+    for key, _, _ in failed:
+        _remove_subject_outputs(deriv, key)  # nothing stale may stay for a failed subject
+    if (deriv / "group" / "regions.tsv").exists():
         print(f"brainiron: tables: {deriv / 'group' / 'regions.tsv'} (long), "
               f"{deriv / 'group' / 'regions_wide.tsv'} (wide), "
               f"{deriv / 'group' / 'group_comparison.tsv'}; report: "
               f"{deriv / 'report' / 'index.html'}")
-        if n_failed:
-            print(f"brainiron: {n_failed} subject(s) failed, see {failed}", file=sys.stderr)
-            return 1
+    if failed:
+        print(f"brainiron: {len(failed)} subject(s) failed (listed in "
+              f"{deriv / 'group' / 'failed.tsv'}):", file=sys.stderr)
+        for key, stage, error in failed:
+            print(f"  {key} [{stage}]: {error}", file=sys.stderr)
+        return 1
     return status
+
+
+def _call(cmd: list[str]) -> int:
+    try:
+        return subprocess.call(cmd)
+    except OSError as exc:
+        raise ConfigError(f"cannot start snakemake: {exc}") from None
+
+
+def _remove_subject_outputs(deriv: Path, key: str) -> None:
+    folder = _subject_folder(deriv, key)
+    if folder is not None and folder.resolve().is_relative_to(deriv.resolve()):
+        shutil.rmtree(folder, ignore_errors=True)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from brainiron.bids import discover
 from brainiron.errors import BrainironError
+from brainiron.steps import read_failures
 
 OUT = config["output_dir"]
 DERIV = f"{OUT}/brainiron"
@@ -104,7 +105,8 @@ def final_outputs(wildcards):
     names = ["regions.tsv", "regions.json", "regions_wide.tsv", "regions_wide.json",
              "failed.tsv", "ignored.tsv", "group_comparison.tsv", "group_comparison.json"]
     return ([f"{DERIV}/group/{n}" for n in names] + [f"{DERIV}/dataset_description.json",
-                                                      f"{DERIV}/report/index.html"]
+                                                      f"{DERIV}/report/index.html",
+                                                      f"{DERIV}/logs/check.json"]
             + all_stats(wildcards))
 
 
@@ -125,7 +127,16 @@ def all_stats(wildcards):
 
 
 def failed_subjects(wildcards):
-    return [{"subject": s.key, "error": s.errors[0]} for s in dataset().failed]
+    """Subjects not in the tables: discovery errors, and excluded subjects with the error
+    their last run left (``brainiron run`` excludes subjects whose rules failed)."""
+    out = [{"subject": s.key, "stage": "discovery", "error": s.errors[0]}
+           for s in dataset().failed]
+    records = read_failures(DERIV)
+    for key in config.get("exclude") or []:
+        record = records.get(key)
+        if record:
+            out.append({"subject": key, "stage": record["rule"], "error": record["error"]})
+    return out
 
 
 def ignored_files(wildcards):

@@ -66,3 +66,19 @@ rule report:
         mem_mb=2000,
     script:
         "../scripts/step.py"
+
+
+rule check:
+    input:
+        failed=f"{DERIV}/group/failed.tsv",
+        report=f"{DERIV}/report/index.html",
+    output:
+        f"{DERIV}/logs/check.json",
+    conda:
+        "../envs/brainiron.yaml"
+    log:
+        f"{DERIV}/logs/check.log",
+    resources:
+        mem_mb=500,
+    script:
+        "../scripts/step.py"
