@@ -84,6 +84,8 @@ class RegionIndex:
         self.pair_region = np.concatenate([np.full(p.size, i, np.int64) for p, i in pieces]
                                           or [empty])
         self.n_voxels = np.bincount(self.pair_region, minlength=len(self.keys))
+        # Pairs are laid out region after region: every region is one contiguous segment.
+        assert np.all(np.diff(self.pair_region) >= 0)
 
     def statistics(self, values: np.ndarray, *, probabilities: np.ndarray | None = None,
                    probability_labels: Sequence[int] | None = None,
@@ -95,12 +97,13 @@ class RegionIndex:
             raise ValueError(f"map grid {values.shape} differs from the label grid "
                              f"{self.shape}")
         n_regions = len(self.keys)
-        pair_value = values.reshape(-1)[self.pair_voxel].astype(np.float64)
-        ok = np.isfinite(pair_value)
+        raw = values.reshape(-1)[self.pair_voxel]
+        ok = np.isfinite(raw)
         if exclude_zero:
-            ok &= pair_value != 0
+            ok &= raw != 0
         region_ok = self.pair_region[ok]
-        value_ok = pair_value[ok]
+        raw_ok = raw[ok]
+        value_ok = raw_ok.astype(np.float64)
         n_valid = np.bincount(region_ok, minlength=n_regions)
         sums = np.bincount(region_ok, weights=value_ok, minlength=n_regions)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -109,9 +112,12 @@ class RegionIndex:
             ss = np.bincount(region_ok, weights=dev * dev, minlength=n_regions)
             sd = np.where(n_valid > 1, np.sqrt(ss / np.maximum(n_valid - 1, 1)), np.nan)
 
-        order = np.lexsort((value_ok, region_ok))
-        sorted_values = value_ok[order]
+        # Order statistics: sort each region's contiguous segment (a loop over ~24 regions,
+        # several times faster than one lexsort of all pairs).
         seg_starts = np.concatenate([[0], np.cumsum(n_valid)[:-1]]).astype(np.int64)
+        sorted_values = np.empty(raw_ok.size, dtype=np.float64)
+        for start, n in zip(seg_starts, n_valid, strict=True):
+            sorted_values[start:start + n] = np.sort(raw_ok[start:start + n])
         stats = {q: _segment_quantiles(sorted_values, seg_starts, n_valid, p)
                  for q, p in _QUANTILES.items()}
         stats["min"] = _segment_quantiles(sorted_values, seg_starts, n_valid, 0.0)
