@@ -12,6 +12,8 @@ if PHANTOM:
             "../envs/brainiron.yaml"
         log:
             f"{OUT}/logs/phantom.log",
+        benchmark:
+            f"{OUT}/benchmarks/phantom.tsv",
         resources:
             mem_mb=2000,
         script:
@@ -30,6 +32,8 @@ rule validate:
         "../envs/brainiron.yaml"
     log:
         f"{DERIV}/logs/{{folder}}/{{key}}_validate.log",
+    benchmark:
+        f"{DERIV}/benchmarks/{{folder}}/{{key}}_validate.tsv",
     resources:
         mem_mb=2000,
     script:

@@ -21,6 +21,8 @@ rule regions:
         "../envs/brainiron.yaml"
     log:
         f"{DERIV}/logs/{{folder}}/{{key}}_regions.log",
+    benchmark:
+        f"{DERIV}/benchmarks/{{folder}}/{{key}}_regions.tsv",
     resources:
         mem_mb=2000,
     script:

@@ -28,6 +28,8 @@ rule register:
         "../envs/brainiron.yaml"
     log:
         f"{DERIV}/logs/{{folder}}/{{key}}_register.log",
+    benchmark:
+        f"{DERIV}/benchmarks/{{folder}}/{{key}}_register.tsv",
     resources:
         mem_mb=config["registration"]["mem_mb"],
     script:

@@ -19,6 +19,8 @@ rule relaxometry:
         "../envs/brainiron.yaml"
     log:
         f"{DERIV}/logs/{{folder}}/{{key}}_relaxometry.log",
+    benchmark:
+        f"{DERIV}/benchmarks/{{folder}}/{{key}}_relaxometry.tsv",
     resources:
         mem_mb=config["relaxometry"]["mem_mb"],
     script:

@@ -20,6 +20,8 @@ rule group:
         "../envs/brainiron.yaml"
     log:
         f"{DERIV}/logs/group.log",
+    benchmark:
+        f"{DERIV}/benchmarks/group.tsv",
     resources:
         mem_mb=2000,
     script:
@@ -38,6 +40,8 @@ rule compare:
         "../envs/brainiron.yaml"
     log:
         f"{DERIV}/logs/compare.log",
+    benchmark:
+        f"{DERIV}/benchmarks/compare.tsv",
     resources:
         mem_mb=2000,
     script:
@@ -62,6 +66,8 @@ rule report:
         "../envs/brainiron.yaml"
     log:
         f"{DERIV}/logs/report.log",
+    benchmark:
+        f"{DERIV}/benchmarks/report.tsv",
     resources:
         mem_mb=2000,
     script:
@@ -78,6 +84,8 @@ rule check:
         "../envs/brainiron.yaml"
     log:
         f"{DERIV}/logs/check.log",
+    benchmark:
+        f"{DERIV}/benchmarks/check.tsv",
     resources:
         mem_mb=500,
     script:
