@@ -10,7 +10,7 @@ import sys
 from snakemake.utils import min_version, validate
 
 from brainiron.errors import BrainironError
-from brainiron.workflow import check_config
+from brainiron.workflow import check_config, check_writable, remove_failed_outputs
 
 min_version("8.20")
 
@@ -20,6 +20,7 @@ configfile: "config/config.yaml"
 
 try:  # one-line errors naming the key, before Snakemake's own validation
     check_config(config)
+    check_writable(config["output_dir"])
 except BrainironError as exc:
     sys.exit(f"brainiron: error: {exc}")
 validate(config, "workflow/schemas/config.schema.yaml")
@@ -37,6 +38,11 @@ rule all:
     default_target: True
     input:
         final_outputs,
+
+
+onerror:
+    # Nothing stale may stay for a subject whose rule failed (its logs stay).
+    remove_failed_outputs(DERIV)
 
 
 onsuccess:

@@ -150,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     except FileExistsError as exc:
         print(f"brainiron: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # full disk, quota, permissions: one line naming the file
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"brainiron: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

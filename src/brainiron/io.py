@@ -126,9 +126,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.umask(umask)
         os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if isinstance(exc, OSError) and exc.errno is not None:
+            # A full disk or quota names the output, not the temporary file that is gone.
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
 
 
@@ -319,10 +322,15 @@ def check_affine(affine: np.ndarray, path=None, zooms=None) -> None:
                                "fix the header (qform/sform)")
     voxel_sizes = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
     if zooms is not None and np.any(np.asarray(zooms, dtype=float) <= 0):
-        raise InputError(path, f"voxel size must be positive, header says {tuple(zooms)} mm")
+        raise InputError(path, f"voxel size must be positive, header says {_mm(zooms)} mm")
     if np.any(voxel_sizes <= 1e-6) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
-        raise InputError(path, "the affine is zero or singular (voxel size "
-                               f"{tuple(np.round(voxel_sizes, 4))} mm); fix the header")
+        raise InputError(path, f"the affine is zero or singular (voxel size {_mm(voxel_sizes)} "
+                               "mm); fix the header")
+
+
+def _mm(values) -> str:
+    """``(0, 0, 0)`` rather than numpy 2's ``(np.float64(0.0), ...)``."""
+    return "(" + ", ".join(f"{float(v):.4g}" for v in values) + ")"
 
 
 def _raw_header(path: Path) -> nib.Nifti1Header | None:

@@ -353,6 +353,10 @@ def step_compare(regions: str, settings: Mapping, out_tsv: str, out_json: str) -
     """Group comparison table (statsmodels OLS with covariates, Benjamini-Hochberg)."""
     from .stats import group_comparison
 
+    if not Path(regions).read_text().strip():  # every subject failed: nothing to compare
+        write_tsv(pd.DataFrame(columns=list(comparison_descriptions())), out_tsv)
+        write_json(comparison_descriptions(), out_json)
+        return
     table = read_tsv(regions, dtype={"session_id": str})
     result = group_comparison(table, reference_group=settings.get("reference_group", "control"),
                               covariates=settings.get("covariates", ["age", "sex"]),
@@ -547,8 +551,9 @@ def run_rule(smk) -> None:
             where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
             problem = f"{where}{exc.strerror or exc}"
         else:
-            problem = f"unexpected {type(exc).__name__}: {exc} (a bug: see {log})"
             _log(log, traceback.format_exc())
+            problem = _cannot_write(smk.output) or \
+                f"unexpected {type(exc).__name__}: {exc} (a bug: see {log})"
         message = f"brainiron: error in {rule}" + (f" for {key}" if key else "") + \
             f": {problem}"
         _log(log, message)
@@ -560,6 +565,28 @@ def run_rule(smk) -> None:
     if marker is not None:
         marker.unlink(missing_ok=True)
     _log(log, f"{rule} finished in {time.perf_counter() - started:.1f} s")
+
+
+def _cannot_write(outputs) -> str | None:
+    """Why a 1 MB file cannot be written beside the outputs (full disk, quota), or None.
+
+    Tools such as ANTs report a full disk as a generic failure; this probe turns it into the
+    message a researcher needs.
+    """
+    import tempfile
+
+    for folder in sorted({Path(str(p)).parent for p in outputs}):
+        try:
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".brainiron-write-test-") as fh:
+                fh.write(b"\0" * (1 << 20))
+                fh.flush()
+                os.fsync(fh.fileno())
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            return (f"{folder}: cannot write ({exc.strerror}): the disk is full or a quota or "
+                    "file-size limit is reached")
+    return None
 
 
 def _log(path, message: str) -> None:

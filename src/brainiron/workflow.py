@@ -17,7 +17,8 @@ from pathlib import Path
 
 from .errors import BrainironError, ConfigError
 
-__all__ = ["SNAKEFILE", "check_config", "merged_config", "run"]
+__all__ = ["SNAKEFILE", "check_config", "check_writable", "merged_config",
+           "remove_failed_outputs", "run"]
 
 #: The workflow's Snakefile (source checkout; brainiron is installed with ``pip install -e``).
 SNAKEFILE = Path(__file__).resolve().parents[2] / "Snakefile"
@@ -81,8 +82,9 @@ def merged_config(overrides: Mapping | None = None,
     return config
 
 
-def _writable(folder: Path) -> None:
-    """Raise a one-line error unless ``folder`` can be created and written."""
+def check_writable(folder: str | os.PathLike) -> None:
+    """Raise a one-line :class:`ConfigError` unless ``folder`` can be created and written."""
+    folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".brainiron-write-test-{os.getpid()}"
@@ -90,6 +92,99 @@ def _writable(folder: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise ConfigError(f"{folder}: cannot write the outputs ({exc.strerror})") from None
+
+
+def remove_failed_outputs(deriv: str | os.PathLike, keys: Iterable[str] | None = None
+                          ) -> list[str]:
+    """Remove the output folders (``<deriv>/sub-X[/ses-Y]``) of subjects whose rules failed.
+
+    ``keys`` defaults to the subjects with a failure record under ``<deriv>/logs`` (left by
+    :func:`brainiron.steps.run_rule`). Logs and failure records stay. Meant to run when no
+    job is running: after Snakemake ends (``brainiron run``, or the Snakefile's ``onerror``).
+    Returns the keys whose folder was removed.
+    """
+    from .steps import read_failures
+
+    deriv = Path(deriv)
+    removed = []
+    for key in sorted(read_failures(deriv) if keys is None else keys):
+        folder = _subject_folder(deriv, key)
+        if folder is not None and folder.exists() and \
+                folder.resolve().is_relative_to(deriv.resolve()):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(key)
+    return removed
+
+
+#: Names of the temporaries a killed job can leave: atomic writes (``.<name>.<8 random>.tmp``
+#: + extension), ANTs scratch folders, the phantom's staging folder, the write probe.
+_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp(\..*)?$|^\.ants-[a-z0-9_]{8}$"
+                        r"|^\.phantom\.[a-z0-9_]{8}$|^\.brainiron-write-test-")
+
+
+def _temporaries(out_dir: Path) -> list[Path]:
+    """Temporaries at the top of ``out_dir`` and anywhere under ``<out_dir>/brainiron``.
+
+    Nothing else is searched: ``out_dir`` may hold other people's files.
+    """
+    found = [p for p in out_dir.iterdir() if _TEMPORARY.match(p.name)] \
+        if out_dir.is_dir() else []
+    for folder, dirs, files in os.walk(out_dir / "brainiron"):
+        for name in list(dirs):
+            if _TEMPORARY.match(name):
+                found.append(Path(folder) / name)
+                dirs.remove(name)
+        found += [Path(folder) / name for name in files if _TEMPORARY.match(name)]
+    return sorted(found)
+
+
+def _snakemake_processes(folder: Path) -> list[int] | None:
+    """Live Snakemake processes (or their jobs) working in ``folder``; None when unknown.
+
+    Snakemake works in its ``--directory``; its jobs too. Linux only (``/proc``).
+    """
+    proc = Path("/proc")
+    if not (proc / "self" / "cwd").exists():
+        return None
+    pids = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cwd = Path(os.readlink(entry / "cwd"))
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if (cwd == folder or folder in cwd.parents) and b"snakemake" in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _recover_interrupted(out_dir: Path, unlock_cmd: list[str]) -> None:
+    """Clean up after a run that was killed (``kill -9``, power loss, a killed batch job).
+
+    Snakemake leaves its lock (the next run refuses to start until ``--unlock``) and the
+    killed jobs leave their temporaries (hidden ``.*.tmp*`` files, ANTs scratch folders).
+    When no Snakemake process works in ``out_dir``, both are stale: the temporaries are
+    removed and the lock is released; the incomplete outputs are then redone by
+    ``--rerun-incomplete``. When processes are running (or this cannot be told), nothing is
+    touched and Snakemake's lock protects the running workflow.
+    """
+    locks = out_dir / ".snakemake" / "locks"
+    locked = locks.is_dir() and any(locks.iterdir())
+    temporaries = _temporaries(out_dir)
+    if not (locked or temporaries) or _snakemake_processes(out_dir) != []:
+        return
+    for path in temporaries:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    if locked:
+        print(f"brainiron: {out_dir}: an earlier run was interrupted; removing its stale "
+              "lock (no Snakemake process is running there)", file=sys.stderr)
+        subprocess.call([*unlock_cmd, "--unlock"], stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL)
 
 
 def _subject_folder(deriv: Path, key: str) -> Path | None:
@@ -101,11 +196,15 @@ def _subject_folder(deriv: Path, key: str) -> Path | None:
 
 
 def _failed_table(deriv: Path) -> list[tuple[str, str, str]]:
+    from .io import read_tsv
+
     path = deriv / "group" / "failed.tsv"
     if not path.exists():
         return []
-    lines = path.read_text().splitlines()[1:]
-    return [tuple((line.split("\t") + ["", "", ""])[:3]) for line in lines if line.strip()]
+    # pandas quotes fields holding quotes ("Units": "ppb"): read it back the same way.
+    table = read_tsv(path, dtype=str).fillna("")
+    return [tuple(row) for row in table.reindex(columns=["subject", "stage", "error"],
+                                                fill_value="").itertuples(index=False)]
 
 
 def run(bids_dir: str | os.PathLike | None, out_dir: str | os.PathLike, *, cores: int = 2,
@@ -161,7 +260,6 @@ def run(bids_dir: str | os.PathLike | None, out_dir: str | os.PathLike, *, cores
         raise BrainironError(f"{SNAKEFILE}: workflow not found; install brainiron from its "
                              "source tree (pip install -e .)")
     out_dir = Path(out_dir).resolve()
-    _writable(out_dir)
     settings = dict(config or {})
     settings["bids_dir"] = str(Path(bids_dir).resolve()) if bids_dir else ""
     settings["output_dir"] = str(out_dir)
@@ -177,6 +275,8 @@ def run(bids_dir: str | os.PathLike | None, out_dir: str | os.PathLike, *, cores
         discover(bids_dir, participant_label=merged.get("participant_label") or None,
                  select=merged.get("select") or {},
                  t1w_grid=(merged.get("registration") or {}).get("t1w_grid", "same"))
+    # Only now is the output folder created: a configuration or dataset error leaves nothing.
+    check_writable(out_dir)
     # The run's full configuration, kept beside the outputs (provenance and re-runs).
     conf = write_text(yaml.safe_dump(merged, sort_keys=False), out_dir / "config.yaml")
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE),
@@ -184,20 +284,20 @@ def run(bids_dir: str | os.PathLike | None, out_dir: str | os.PathLike, *, cores
            "--rerun-incomplete", "--quiet", "rules", *extra_args]
     if dry_run:
         return _call([*cmd, "--dry-run"])
+    _recover_interrupted(out_dir, cmd)
     status = _call([*cmd, "--keep-going"] if keep_going else cmd)
     deriv = out_dir / "brainiron"
     excluded = list(merged.get("exclude") or [])
     failures = {k: v for k, v in read_failures(deriv).items() if k not in excluded}
     if status != 0 and keep_going and failures:
         # Second pass: the group tables and report for everyone else.
-        for key in failures:
-            _remove_subject_outputs(deriv, key)
+        remove_failed_outputs(deriv, failures)
         extra = write_text(yaml.safe_dump({"exclude": excluded + sorted(failures)}),
                            out_dir / ".brainiron-exclude.yaml")
         status = _call([*cmd, "--configfile", str(conf), str(extra), "--keep-going"])
     failed = _failed_table(deriv)
-    for key, _, _ in failed:
-        _remove_subject_outputs(deriv, key)  # nothing stale may stay for a failed subject
+    # Nothing stale may stay for a failed subject.
+    remove_failed_outputs(deriv, [key for key, _, _ in failed])
     if (deriv / "group" / "regions.tsv").exists():
         print(f"brainiron: tables: {deriv / 'group' / 'regions.tsv'} (long), "
               f"{deriv / 'group' / 'regions_wide.tsv'} (wide), "
@@ -217,9 +317,3 @@ def _call(cmd: list[str]) -> int:
         return subprocess.call(cmd)
     except OSError as exc:
         raise ConfigError(f"cannot start snakemake: {exc}") from None
-
-
-def _remove_subject_outputs(deriv: Path, key: str) -> None:
-    folder = _subject_folder(deriv, key)
-    if folder is not None and folder.resolve().is_relative_to(deriv.resolve()):
-        shutil.rmtree(folder, ignore_errors=True)
