@@ -30,6 +30,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/relaxometry.smk"
 include: "workflow/rules/register.smk"
+include: "workflow/rules/refine.smk"
 include: "workflow/rules/regions.smk"
 include: "workflow/rules/tables.smk"
 

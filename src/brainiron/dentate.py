@@ -32,11 +32,15 @@ from scipy import ndimage
 
 from . import atlas
 
-__all__ = ["DENTATE_CENTRES_MM", "search_labels", "segment_dentate"]
+__all__ = ["DENTATE_CENTRES_MM", "DENTATE_PRIOR_SEMI_AXES_MM", "dentate_prior",
+           "search_labels", "segment_dentate"]
 
 #: Centre of the search region per hemisphere, MNI152NLin2009cAsym mm.
 DENTATE_CENTRES_MM = {"L": (-14.0, -56.0, -33.0), "R": (14.0, -56.0, -33.0)}
 _RADII_MM = np.array([12.0, 14.0, 10.0])
+#: Semi-axes (x, y, z; mm) of the typical dentate used as a prior where an image needs one
+#: (the χ-contrast template): an ellipsoid of ~840 mm³, the size of an adult dentate.
+DENTATE_PRIOR_SEMI_AXES_MM = np.array([5.0, 8.0, 5.0])
 #: Smallest accepted component per contrast, and the contrast it must show (map units).
 MIN_CONTRAST = {"Chimap": 0.02, "R2starmap": 2.0}
 
@@ -63,6 +67,28 @@ def search_labels() -> atlas.ReferenceImage:
         out[inside & allowed] = index
     out.setflags(write=False)
     return atlas.ReferenceImage(out, tpl.affine, None, tpl.path)
+
+
+@functools.cache
+def dentate_prior() -> atlas.ReferenceImage:
+    """Typical dentate nuclei in template space (DN indices), for images that need one.
+
+    An ellipsoid of :data:`DENTATE_PRIOR_SEMI_AXES_MM` around :data:`DENTATE_CENTRES_MM`,
+    restricted to the search region's voxels (brain, no SUIT lobule, no other label). Used by
+    :func:`brainiron.chitemplate.chi_template`, never as a segmentation: the dentate in the
+    tables always comes from the subject's own contrast (:func:`segment_dentate`).
+    """
+    search = search_labels()
+    ijk = np.indices(search.data.shape, sparse=True)
+    vox = np.sqrt((search.affine[:3, :3] ** 2).sum(0))
+    out = np.zeros(search.data.shape, np.int16)
+    for hemi, index in _dn_indices().items():
+        centre = np.linalg.solve(search.affine, [*DENTATE_CENTRES_MM[hemi], 1.0])[:3]
+        inside = sum(((ijk[k] - centre[k]) * vox[k] / DENTATE_PRIOR_SEMI_AXES_MM[k]) ** 2
+                     for k in range(3)) <= 1
+        out[inside & (search.data == index)] = index
+    out.setflags(write=False)
+    return atlas.ReferenceImage(out, search.affine, None, search.path)
 
 
 def segment_dentate(values: np.ndarray, search: np.ndarray, voxel_volume_mm3: float,

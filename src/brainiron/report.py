@@ -614,6 +614,19 @@ def _truth_figure(merged: pd.DataFrame) -> Figure:
 # --------------------------------------------------------------------------------------------
 
 
+def _refinement_note(atlas_rows: pd.DataFrame, refined: pd.DataFrame) -> str:
+    """Atlas versus contrast-refined voxels and means of the refined regions (HTML)."""
+    keys = ["participant_id", "map", "region", "hemisphere"]
+    cols = keys + ["n_voxels", "mean"]
+    both = refined[cols].merge(atlas_rows[cols], on=keys, suffixes=(" refined", " atlas"))
+    both = both[keys + ["n_voxels atlas", "n_voxels refined", "mean atlas", "mean refined"]]
+    return ("<p class='small'>Regions whose boundaries were refined from the χ / R2* contrast "
+            "(refinement.enabled): voxels and mean (map units) with the atlas labels and "
+            "after refinement. The group comparison and figures use the atlas rows; both are "
+            "in regions.tsv (segmentation column).</p>"
+            + _html_table(both, "refinement-table", scroll=True, text_columns=keys))
+
+
 def _read_optional_tsv(path: Path) -> pd.DataFrame | None:
     if not path.is_file():
         return None
@@ -1033,8 +1046,13 @@ def build_report(deriv_dir, out_html, *, config: Mapping | None = None,
         config = generated[0].get("Configuration") or {}
     config = dict(config)
     regions = _read_optional_tsv(deriv_dir / "group" / "regions.tsv")
+    refined = None
     if regions is not None:
         regions = _with_group(regions)
+        if "segmentation" in regions:  # figures and summaries: the atlas regions
+            is_atlas = regions["segmentation"].fillna("atlas") == "atlas"
+            refined = regions[~is_atlas]
+            regions = regions[is_atlas].reset_index(drop=True)
     comp = _read_optional_tsv(deriv_dir / "group" / "group_comparison.tsv")
     failed = _read_optional_tsv(deriv_dir / "group" / "failed.tsv")
     ignored = _read_optional_tsv(deriv_dir / "group" / "ignored.tsv")
@@ -1099,6 +1117,8 @@ def build_report(deriv_dir, out_html, *, config: Mapping | None = None,
                     "subject well below the others deserves a look at its overlays.</p>")
         body.append(_html_table(qc_table, "qc-table",
                                 text_columns=["subject", "registration image", "group", "sex"]))
+    if refined is not None and len(refined) and regions is not None:
+        body.append("<h3>Contrast-aware refinement</h3>" + _refinement_note(regions, refined))
 
     # Group comparison
     section("comparison", "Group comparison")

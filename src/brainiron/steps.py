@@ -45,7 +45,9 @@ def step_phantom(out_dir: str, settings: Mapping) -> None:
     cfg = PhantomConfig(n_subjects=int(settings.get("subjects", 4)),
                         seed=int(settings.get("seed", 0)),
                         voxel_size=tuple(vs) if isinstance(vs, list) else (float(vs),) * 3,
-                        with_r2starmap=bool(settings.get("r2starmap", True)))
+                        with_r2starmap=bool(settings.get("r2starmap", True)),
+                        with_t1w=bool(settings.get("t1w", True)),
+                        with_megre=bool(settings.get("megre", True)))
     if Path(out_dir).exists() and not any(Path(out_dir).iterdir()):
         Path(out_dir).rmdir()  # Snakemake creates the folder of a directory() output
     generate_phantom(out_dir, cfg)
@@ -135,9 +137,15 @@ def step_register(subject: Mapping, validated_json: str, settings: Mapping, outp
     reg_settings = reg.RegistrationSettings.from_config(settings)
     image, image_affine, mask = _registration_image(subj)
     scratch = reg.scratch_dir(Path(outputs["qc"]).parent)
+    chi_only = subj.registration_kind == "Chimap" and settings.get("chi_template", True)
     try:
-        result = reg.register_to_template(image, image_affine, scratch, reg_settings,
-                                          mask=mask, contrast=subj.registration_kind)
+        if chi_only:  # no T1w, no magnitude: the χ map against the χ-contrast template
+            from .chitemplate import register_chi
+
+            result = register_chi(image, image_affine, scratch, reg_settings)
+        else:
+            result = reg.register_to_template(image, image_affine, scratch, reg_settings,
+                                              mask=mask, contrast=subj.registration_kind)
         if result.qc.get("flag") and settings.get("on_qc_failure", "exclude") == "exclude":
             raise InputError(subj.registration_image, (
                 f"registration to {atlas.TEMPLATE_NAME} failed QC ({result.qc['flag']}); the "
@@ -184,6 +192,7 @@ def step_register(subject: Mapping, validated_json: str, settings: Mapping, outp
         "registration_image": subj.registration_kind,
         "registration_image_path": str(subj.registration_image),
         "template": atlas.TEMPLATE_NAME,
+        "template_contrast": "chi (brainiron.chitemplate)" if chi_only else "T1w",
         "settings": reg.settings_dict(result.settings),
         "threads": threads,
         **result.qc,
@@ -192,6 +201,35 @@ def step_register(subject: Mapping, validated_json: str, settings: Mapping, outp
                          zip(lookup["index"], lookup["name"], strict=True)},
     }
     write_json(qc, outputs["qc"])
+
+
+def step_refine(subject: Mapping, validated_json: str, dseg: str, contrast: tuple[str, str],
+                settings: Mapping, out_dseg: str, out_tsv: str) -> None:
+    """Contrast-aware refinement of the small nuclei (:mod:`brainiron.refine`).
+
+    Writes the refined native label image and one row per refined nucleus and hemisphere
+    (status, voxels added and removed, the nucleus and surround levels in the map's units).
+    """
+    from .refine import refine_nuclei
+
+    subj = Subject.from_dict(subject)
+    validated = read_json(validated_json)
+    labels, img = load_nifti(dseg, dtype=np.int16)
+    values, kind = _contrast_values(subj, validated, *contrast)
+    if values.shape != labels.shape:
+        raise InputError(contrast[0], f"grid {values.shape} differs from the labels' "
+                                      f"{labels.shape}")
+    refined, info = refine_nuclei(
+        labels, np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0),
+        regions=tuple(settings.get("regions", ("SNc_PBP_VTA", "SNr", "RN", "STN"))),
+        margin_voxels=int(settings.get("margin_voxels", 1)),
+        min_contrast=float(settings.get("min_contrast", 3.0)),
+        max_volume_ratio=float(settings.get("max_volume_ratio", 2.0)))
+    info.insert(0, "map", kind)
+    info.insert(1, "units", MAP_UNITS[kind])
+    info["label_indices"] = info["label_indices"].map(lambda x: "+".join(str(i) for i in x))
+    save_nifti(refined.astype(np.int16), out_dseg, img.affine, dtype=np.int16, intent="label")
+    write_tsv(info, out_tsv)
 
 
 def _uint8_probability_header():
@@ -216,8 +254,14 @@ def _map_sources(subj: Subject, derived: Mapping[str, str]) -> dict[str, tuple[P
 
 def step_regions(subject: Mapping, validated_json: str, dseg: str, probseg: str,
                  probseg_json: str, brain_mask: str, qc_json: str, derived: Mapping[str, str],
-                 maps: list[str], chi_reference: str, out_tsv: str, out_json: str) -> None:
-    """Regional statistics of every map in every region; one long table per subject."""
+                 maps: list[str], chi_reference: str, out_tsv: str, out_json: str,
+                 dseg_refined: str | None = None) -> None:
+    """Regional statistics of every map in every region; one long table per subject.
+
+    With ``dseg_refined`` (contrast-refined labels, :func:`step_refine`), the regions it
+    changes get a second set of rows with ``segmentation`` = ``refined`` (hard labels: no
+    probability-weighted statistics); every other row has ``segmentation`` = ``atlas``.
+    """
     from .regions import RegionIndex
 
     subj = Subject.from_dict(subject)
@@ -235,6 +279,14 @@ def step_regions(subject: Mapping, validated_json: str, dseg: str, probseg: str,
     regions = {k: v for k, v in atlas.composite_members(table).items()
                if k in set(zip(available["region"], available["hemisphere"], strict=True))}
     index = RegionIndex(labels, regions, float(np.prod(zooms)))
+    refined_index = None
+    if dseg_refined:
+        refined, _ = load_nifti(dseg_refined, dtype=np.int16)
+        changed = set(np.unique(labels[refined != labels])) | \
+            set(np.unique(refined[refined != labels]))
+        refined_regions = {k: v for k, v in regions.items() if set(v) & (changed - {0})}
+        refined_index = RegionIndex(refined, refined_regions, float(np.prod(zooms))) \
+            if refined_regions else None
     rows = []
     for name, (path, kind) in _map_sources(subj, derived).items():
         if name not in maps:
@@ -257,11 +309,20 @@ def step_regions(subject: Mapping, validated_json: str, dseg: str, probseg: str,
         stats.insert(2, "source", Path(path).name)
         stats.insert(3, "reference", reference)
         stats.insert(4, "reference_value", ref_value)
+        stats["segmentation"] = "atlas"
         rows.append(stats)
+        if refined_index is not None:
+            more = refined_index.statistics(values)
+            for k, col in enumerate(["map", "units", "source", "reference",
+                                     "reference_value"]):
+                more.insert(k, col, stats[col].iloc[0])
+            more["segmentation"] = "refined"
+            rows.append(more)
     out = pd.concat(rows, ignore_index=True)
     out.insert(0, "participant_id", subj.participant_id)
     out.insert(1, "session_id", subj.session_id)
     out.insert(4, "atlas", "CIT168+aseg")
+    out.insert(5, "segmentation", out.pop("segmentation"))
     out["registration_image"] = qc["registration_image"]
     out["registration_ncc"] = qc.get("ncc")
     out["registration_brain_coverage"] = qc.get("brain_coverage")
@@ -292,6 +353,12 @@ def column_descriptions() -> dict:
         "atlas": {"Description": "label sources: CIT168 nuclei (Pauli et al. 2018, Sci Data "
                   "5:180063) and the aseg thalamus, in MNI152NLin2009cAsym, warped to the "
                   "subject", "Files": files[["name", "package", "sha256"]].to_dict("records")},
+        "segmentation": {"Description": "how the region's voxels were chosen",
+                         "Levels": {"atlas": "atlas labels warped to the subject (dentate: "
+                                    "segmented from chi or R2* in the warped search region)",
+                                    "refined": "atlas labels with boundaries refined from the "
+                                    "chi / R2* contrast (refinement.enabled; brainiron.refine); "
+                                    "hard labels, no probability-weighted statistics"}},
         "region": {"Description": "brainiron region code (see the package's regions.tsv); SN = "
                    "SNc_PBP_VTA + SNr, GP = GPe + GPi; SNc_PBP_VTA includes the parabrachial "
                    "pigmented nucleus and the ventral tegmental area"},
@@ -313,9 +380,13 @@ def column_descriptions() -> dict:
         "mean_pw": {"Description": "probability-weighted mean sum(p*x)/sum(p), p the region's "
                     "partial-volume probability warped from the template"},
         "registration_image": {"Description": "image registered to the template",
-                               "Levels": {"T1w": "T1-weighted", "MEGRE": "first-echo magnitude",
-                                          "Chimap": "susceptibility map",
-                                          "R2starmap": "R2* map"}},
+                               "Levels": {"T1w": "T1-weighted, to the T1 template",
+                                          "MEGRE": "first-echo magnitude, to the T1 template "
+                                          "(mutual information)",
+                                          "Chimap": "susceptibility map, to brainiron's "
+                                          "chi-contrast template (registration.chi_template)",
+                                          "R2starmap": "R2* map, to the T1 template (mutual "
+                                          "information)"}},
         "registration_ncc": {"Description": "normalised cross-correlation of the registration "
                              "image with the warped template inside the brain (QC; 1 = ideal; "
                              "meaningful for T1w)"},
@@ -358,6 +429,8 @@ def step_compare(regions: str, settings: Mapping, out_tsv: str, out_json: str) -
         write_json(comparison_descriptions(), out_json)
         return
     table = read_tsv(regions, dtype={"session_id": str})
+    if "segmentation" in table:  # compare the atlas regions (refined ones are a sensitivity check)
+        table = table[table["segmentation"].fillna("atlas") == "atlas"]
     result = group_comparison(table, reference_group=settings.get("reference_group", "control"),
                               covariates=settings.get("covariates", ["age", "sex"]),
                               statistic=settings.get("statistic", "mean"))
@@ -454,13 +527,16 @@ def _unit_slug(units: str) -> str:
 def wide_table(long: pd.DataFrame) -> pd.DataFrame:
     """One row per subject (× session), one column per map × region × hemisphere mean.
 
-    Column names carry the units: ``Chimap_SN_L_mean_ppm``, ``R2starmap_Pu_R_mean_per_s``.
+    Column names carry the units: ``Chimap_SN_L_mean_ppm``, ``R2starmap_Pu_R_mean_per_s``;
+    contrast-refined regions add ``Chimap_SN_L_refined_mean_ppm``.
     """
     if long.empty:
         return pd.DataFrame(columns=["participant_id", "session_id"])
     df = long.copy()
     df["session_id"] = df["session_id"].fillna("")
     stem = df["map"] + "_" + df["region"] + "_" + df["hemisphere"]
+    if "segmentation" in df:  # contrast-refined regions: their own columns
+        stem = stem.where(df["segmentation"].fillna("atlas") == "atlas", stem + "_refined")
     parts = [(stem + "_mean_" + df["units"].map(_unit_slug), "mean")]
     if "iron_mg_per_kg" in df:
         parts += [(stem + "_iron_mg_per_kg", "iron_mg_per_kg"), (stem + "_iron_z", "iron_z")]
@@ -611,7 +687,11 @@ def _dispatch(rule: str, smk) -> None:
                       (i.contrast, p.contrast_kind), smk.threads)
     elif rule == "regions":
         step_regions(p.subject, i.validated, i.dseg, i.probseg, i.probseg_json, i.brain_mask,
-                     i.qc, dict(p.derived), list(p.maps), p.chi_reference, o.tsv, o.json)
+                     i.qc, dict(p.derived), list(p.maps), p.chi_reference, o.tsv, o.json,
+                     dseg_refined=str(i.dseg_refined) if i.get("dseg_refined") else None)
+    elif rule == "refine":
+        step_refine(p.subject, i.validated, i.dseg, (i.contrast, p.contrast_kind), p.settings,
+                    o.dseg, o.tsv)
     elif rule == "report":
         step_report(str(Path(i.description).parent), o[0], p.phantom_truth, p.bids_dir)
     elif rule == "compare":

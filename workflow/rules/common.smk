@@ -13,6 +13,8 @@ BIDS_DIR = f"{OUT}/phantom" if PHANTOM else config["bids_dir"]
 TEMPLATE = "MNI152NLin2009cAsym"
 ATLAS = "CIT168"
 SUBJECT_DIR = f"{DERIV}/{{folder}}/anat/{{key}}"
+# Contrast-aware refinement of the small nuclei (rule refine) on or off.
+REFINE = bool((config.get("refinement") or {}).get("enabled", False))
 
 
 wildcard_constraints:
@@ -142,3 +144,12 @@ def failed_subjects(wildcards):
 def ignored_files(wildcards):
     table = dataset().ignored_table()
     return table.to_dict("records")
+
+
+def refined_labels(wildcards):
+    """The refined label image when refinement is on, else nothing."""
+    if not REFINE:
+        return []
+    return f"{NATIVE_ATLAS}_desc-refined_dseg.nii.gz".format(
+        folder=wildcards.folder, key=wildcards.key
+    )

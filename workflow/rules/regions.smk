@@ -9,6 +9,7 @@ rule regions:
         brain_mask=f"{SUBJECT_DIR}_space-individual_desc-brain_mask.nii.gz",
         qc=f"{SUBJECT_DIR}_desc-registration_qc.json",
         maps=quantified_maps,
+        dseg_refined=refined_labels,
     output:
         tsv=f"{SUBJECT_DIR}_desc-regions_stats.tsv",
         json=f"{SUBJECT_DIR}_desc-regions_stats.json",
