@@ -174,6 +174,44 @@ def test_affine_only_registration_gets_better(phantom_dir, tmp_path):
             values = nib.load(anat / f"sub-{sub}_{name}.nii.gz").get_fdata(dtype=np.float32)
             refined, _ = refine_nuclei(labels, values, margin_voxels=2)
             after = _dices(refined, truth)
-            assert after["SN"] > before["SN"] + 0.1, (sub, name, before, after)
+            # χ: every nucleus passes the contrast test; R2* (lower contrast-to-noise on the
+            # phantom) may leave one SN side as registered (contrast 4.6 < 5 SD for sub-01).
+            gain = 0.1 if name == "Chimap" else 0.03
+            assert after["SN"] > before["SN"] + gain, (sub, name, before, after)
             assert after["RN"] >= before["RN"] - 0.02, (sub, name, before, after)
             assert after["STN"] >= before["STN"] - 0.02, (sub, name, before, after)
+
+
+def test_smooth_noise_is_not_contrast(subjects):
+    """Spatially correlated noise (as QSM inversion and interpolation make it) is left alone."""
+    truth = subjects["01"][0]
+    shifted = np.roll(truth, 1, axis=0)
+    rng = np.random.default_rng(3)
+    for sigma in (1.0, 1.5, 2.0):
+        noise = ndimage.gaussian_filter(rng.standard_normal(truth.shape), sigma)
+        refined, info = refine_nuclei(shifted, noise.astype(np.float32) + 5.0)
+        assert np.array_equal(refined, shifted), (sigma, info[["status", "contrast_sd"]])
+        assert info["status"].str.startswith("skipped").all()
+
+
+def test_label_on_dark_tissue_is_left_alone():
+    """A label (RN, r = 4 voxels) mostly on dark tissue beside a bright blob (a vein)."""
+    shape = (40, 40, 40)
+    centre = np.array(shape) // 2
+    ijk = np.indices(shape)
+
+    def sphere(c, r):
+        return np.sqrt(((ijk - np.asarray(c)[:, None, None, None]) ** 2).sum(0)) <= r
+
+    labels = np.zeros(shape, np.int16)
+    labels[sphere(centre, 4)] = 3
+    for offset, expected in ((6, "skipped: the label is not on the bright class"),
+                             (3, "refined")):  # 9 % vs 46 % of the label on the blob
+        values = np.full(shape, 0.01, np.float32)
+        values[sphere(centre + [offset, 0, 0], 4)] = 0.4
+        values += np.random.default_rng(0).normal(0, 0.002, shape).astype(np.float32)
+        refined, info = refine_nuclei(labels, values, regions=["RN"], margin_voxels=2)
+        row = info[info["hemisphere"] == "L"].iloc[0]
+        assert row["status"] == expected, (offset, info)
+        assert row["contrast_sd"] > 100  # the blob is real contrast: only the check stops it
+        assert np.array_equal(refined, labels) == (expected != "refined")

@@ -616,8 +616,10 @@ def _truth_figure(merged: pd.DataFrame) -> Figure:
 
 def _refinement_note(atlas_rows: pd.DataFrame, refined: pd.DataFrame) -> str:
     """Atlas versus contrast-refined voxels and means of the refined regions (HTML)."""
-    keys = ["participant_id", "map", "region", "hemisphere"]
+    keys = ["participant_id", "session_id", "map", "region", "hemisphere"]
     cols = keys + ["n_voxels", "mean"]
+    refined = refined.assign(session_id=refined["session_id"].fillna(""))
+    atlas_rows = atlas_rows.assign(session_id=atlas_rows["session_id"].fillna(""))
     both = refined[cols].merge(atlas_rows[cols], on=keys, suffixes=(" refined", " atlas"))
     both = both[keys + ["n_voxels atlas", "n_voxels refined", "mean atlas", "mean refined"]]
     return ("<p class='small'>Regions whose boundaries were refined from the χ / R2* contrast "
@@ -935,8 +937,10 @@ def _methods(regions: pd.DataFrame | None, comp: pd.DataFrame | None, config: Ma
     maps = list(dict.fromkeys(regions["map"])) if regions is not None and "map" in regions \
         else list(config.get("maps") or [])
     maps_text = " and ".join(_MAP_METHODS.get(m, m) for m in maps) or "the maps'"
-    metrics = {reg.get("syn_metric", "CC") if k == "T1w" else
-               reg.get("multicontrast_syn_metric", "mattes") for k in kinds or ["T1w"]}
+    chi_template = any(str(s["qc"].get("template_contrast", "")).startswith("chi")
+                       for s in subjects)
+    metrics = {reg.get("syn_metric", "CC") if k == "T1w" or (k == "Chimap" and chi_template)
+               else reg.get("multicontrast_syn_metric", "mattes") for k in kinds or ["T1w"]}
     metric = " / ".join(sorted(metrics))
     parts = []
     data = "brainiron's synthetic phantom" if not config.get("bids_dir") and config else \
@@ -952,6 +956,23 @@ def _methods(regions: pd.DataFrame | None, comp: pd.DataFrame | None, config: Ma
         "the inverse transform (nearest-neighbour labels, partial-volume probabilities). "
         "Statistics use the voxels of a region with a finite, non-zero value; SN is "
         "SNc_PBP_VTA + SNr and GP is GPe + GPi.")
+    if chi_template:
+        parts.append(
+            "Subjects with a χ map only were registered to a χ-contrast version of the template "
+            "built by brainiron (normative χ of each nucleus, tissue class and a typical "
+            "dentate, from the Hallgren & Sourander iron norms through the χ calibration), "
+            "after an affine alignment of the brain masks.")
+    parts.append("The dentate nucleus was segmented from the χ (else R2*) map inside an "
+                 "atlas-derived search region in the cerebellar white matter (Otsu threshold, "
+                 "largest connected component).")
+    if (config.get("refinement") or {}).get("enabled"):
+        ref = config.get("refinement") or {}
+        parts.append(
+            "The boundaries of " + _e(", ".join(ref.get("regions", []))) + " were refined "
+            f"from the χ / R2* contrast (up to {int(ref.get('margin_voxels', 1))} voxel(s) "
+            "outwards; a two-class threshold applied when the nucleus-surround contrast "
+            f"exceeded {float(ref.get('min_contrast', 5.0)):g} noise SDs); the tables give "
+            "both the atlas and the refined statistics.")
     fitted = [s["key"] for s in subjects
               if (s["anat"] / f"{s['key']}_R2starmap.nii.gz").is_file()]
     if fitted:

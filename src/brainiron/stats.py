@@ -91,7 +91,8 @@ def group_comparison(regions: pd.DataFrame, reference_group: str | None = "contr
     regions : DataFrame
         The long regional table with ``participant_id, map, units, region, hemisphere,
         group`` and the covariates; ``statistic`` is the outcome (map units), and
-        ``iron_mg_per_kg`` a second outcome when present.
+        ``iron_mg_per_kg`` a second outcome when present. With a ``segmentation`` column only
+        the ``atlas`` rows are compared.
     reference_group : str, optional
         The group others are compared with (default ``control``; when absent, the first group
         in alphabetical order).
@@ -120,6 +121,8 @@ def group_comparison(regions: pd.DataFrame, reference_group: str | None = "contr
     if "group" not in regions or regions["group"].dropna().nunique() < 2:
         return pd.DataFrame(columns=columns)
     data = regions[regions["group"].notna()].copy()
+    if "segmentation" in data:  # one row per subject and region: the atlas rows
+        data = data[data["segmentation"].fillna("atlas") == "atlas"]
     data["group"] = data["group"].astype(str)
     groups = sorted(data["group"].unique())
     reference = reference_group if reference_group in groups else groups[0]

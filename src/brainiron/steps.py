@@ -15,7 +15,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -142,7 +142,10 @@ def step_register(subject: Mapping, validated_json: str, settings: Mapping, outp
         if chi_only:  # no T1w, no magnitude: the χ map against the χ-contrast template
             from .chitemplate import register_chi
 
-            result = register_chi(image, image_affine, scratch, reg_settings)
+            try:
+                result = register_chi(image, image_affine, scratch, reg_settings)
+            except ValueError as exc:  # e.g. an empty χ map: the input's fault
+                raise InputError(subj.registration_image, str(exc)) from None
         else:
             result = reg.register_to_template(image, image_affine, scratch, reg_settings,
                                               mask=mask, contrast=subj.registration_kind)
@@ -219,12 +222,19 @@ def step_refine(subject: Mapping, validated_json: str, dseg: str, contrast: tupl
     if values.shape != labels.shape:
         raise InputError(contrast[0], f"grid {values.shape} differs from the labels' "
                                       f"{labels.shape}")
-    refined, info = refine_nuclei(
-        labels, np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0),
-        regions=tuple(settings.get("regions", ("SNc_PBP_VTA", "SNr", "RN", "STN"))),
-        margin_voxels=int(settings.get("margin_voxels", 1)),
-        min_contrast=float(settings.get("min_contrast", 3.0)),
-        max_volume_ratio=float(settings.get("max_volume_ratio", 2.0)))
+    regions = tuple(settings.get("regions", ("SNc_PBP_VTA", "SNr", "RN", "STN")))
+    try:
+        refined, info = refine_nuclei(
+            labels, np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0), regions=regions,
+            margin_voxels=int(settings.get("margin_voxels", 1)),
+            min_contrast=float(settings.get("min_contrast", 5.0)),
+            max_volume_ratio=float(settings.get("max_volume_ratio", 2.0)),
+            voxel_size_mm=np.sqrt((img.affine[:3, :3] ** 2).sum(0)))
+    except Exception as exc:  # noqa: BLE001 - optional step: keep the atlas labels, say why
+        refined = labels
+        info = pd.DataFrame({"region": list(regions), "hemisphere": "",
+                             "label_indices": [[] for _ in regions],
+                             "status": f"failed: {type(exc).__name__}: {exc}"})
     info.insert(0, "map", kind)
     info.insert(1, "units", MAP_UNITS[kind])
     info["label_indices"] = info["label_indices"].map(lambda x: "+".join(str(i) for i in x))
@@ -255,12 +265,15 @@ def _map_sources(subj: Subject, derived: Mapping[str, str]) -> dict[str, tuple[P
 def step_regions(subject: Mapping, validated_json: str, dseg: str, probseg: str,
                  probseg_json: str, brain_mask: str, qc_json: str, derived: Mapping[str, str],
                  maps: list[str], chi_reference: str, out_tsv: str, out_json: str,
-                 dseg_refined: str | None = None) -> None:
+                 dseg_refined: str | None = None,
+                 refined_regions: Sequence[str] = ("SNc_PBP_VTA", "SNr", "RN", "STN")) -> None:
     """Regional statistics of every map in every region; one long table per subject.
 
-    With ``dseg_refined`` (contrast-refined labels, :func:`step_refine`), the regions it
-    changes get a second set of rows with ``segmentation`` = ``refined`` (hard labels: no
-    probability-weighted statistics); every other row has ``segmentation`` = ``atlas``.
+    With ``dseg_refined`` (contrast-refined labels, :func:`step_refine`), every region made
+    of ``refined_regions`` (atomic names; composites whose members are all refined, e.g. SN)
+    gets a second row with ``segmentation`` = ``refined`` (hard labels: no
+    probability-weighted statistics), changed or not, so that every subject has the same
+    rows; every other row has ``segmentation`` = ``atlas``.
     """
     from .regions import RegionIndex
 
@@ -282,11 +295,10 @@ def step_regions(subject: Mapping, validated_json: str, dseg: str, probseg: str,
     refined_index = None
     if dseg_refined:
         refined, _ = load_nifti(dseg_refined, dtype=np.int16)
-        changed = set(np.unique(labels[refined != labels])) | \
-            set(np.unique(refined[refined != labels]))
-        refined_regions = {k: v for k, v in regions.items() if set(v) & (changed - {0})}
-        refined_index = RegionIndex(refined, refined_regions, float(np.prod(zooms))) \
-            if refined_regions else None
+        atomic = table[table["kind"] == "atomic"]
+        wanted = set(atomic.loc[atomic["region"].isin(list(refined_regions)), "index"].astype(int))
+        chosen = {k: v for k, v in regions.items() if v and set(v) <= wanted}
+        refined_index = RegionIndex(refined, chosen, float(np.prod(zooms))) if chosen else None
     rows = []
     for name, (path, kind) in _map_sources(subj, derived).items():
         if name not in maps:
@@ -566,7 +578,10 @@ def wide_descriptions(wide: pd.DataFrame) -> dict:
         else:
             where, unit = rest.split("_mean_")
             units = {"ppm": "ppm", "per_s": "1/s"}.get(unit, unit)
-            out[col] = {"Description": f"mean {map_} in {where} (region_hemisphere); see "
+            how = ""
+            if where.endswith("_refined"):
+                where, how = where.removesuffix("_refined"), ", boundaries refined from contrast"
+            out[col] = {"Description": f"mean {map_} in {where} (region_hemisphere{how}); see "
                         "regions.tsv", "Units": units}
     return out
 
@@ -640,6 +655,10 @@ def run_rule(smk) -> None:
         sys.exit(1)
     if marker is not None:
         marker.unlink(missing_ok=True)
+        if rule == "regions":  # the subject's table exists: older records of it are stale
+            # (e.g. a rule that failed before the configuration stopped asking for it)
+            for stale in marker.parent.glob(f"{key}_*.log{FAILED_SUFFIX}"):
+                stale.unlink(missing_ok=True)
     _log(log, f"{rule} finished in {time.perf_counter() - started:.1f} s")
 
 
@@ -660,8 +679,11 @@ def _cannot_write(outputs) -> str | None:
         except FileNotFoundError:
             continue
         except OSError as exc:
-            return (f"{folder}: cannot write ({exc.strerror}): the disk is full or a quota or "
-                    "file-size limit is reached")
+            import errno
+
+            why = "the disk is full or a quota or file-size limit is reached" if exc.errno in (
+                errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else "check the folder's permissions"
+            return f"{folder}: cannot write ({exc.strerror}): {why}"
     return None
 
 
@@ -688,7 +710,8 @@ def _dispatch(rule: str, smk) -> None:
     elif rule == "regions":
         step_regions(p.subject, i.validated, i.dseg, i.probseg, i.probseg_json, i.brain_mask,
                      i.qc, dict(p.derived), list(p.maps), p.chi_reference, o.tsv, o.json,
-                     dseg_refined=str(i.dseg_refined) if i.get("dseg_refined") else None)
+                     dseg_refined=str(i.dseg_refined) if i.get("dseg_refined") else None,
+                     refined_regions=list(p.refined_regions))
     elif rule == "refine":
         step_refine(p.subject, i.validated, i.dseg, (i.contrast, p.contrast_kind), p.settings,
                     o.dseg, o.tsv)

@@ -151,11 +151,18 @@ def _snakemake_processes(folder: Path) -> list[int] | None:
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            cwd = Path(os.readlink(entry / "cwd"))
             cmdline = (entry / "cmdline").read_bytes()
+        except OSError:  # ended meanwhile
+            continue
+        if b"snakemake" not in cmdline:
+            continue
+        try:
+            cwd = Path(os.readlink(entry / "cwd"))
+        except PermissionError:  # another user's Snakemake: where it works cannot be told
+            return None
         except OSError:
             continue
-        if (cwd == folder or folder in cwd.parents) and b"snakemake" in cmdline:
+        if cwd == folder or folder in cwd.parents:
             pids.append(int(entry.name))
     return pids
 

@@ -18,6 +18,7 @@ rule regions:
         derived=derived_maps,
         maps=config["maps"],
         chi_reference=config["chi_reference"],
+        refined_regions=(config.get("refinement") or {}).get("regions", []),
     conda:
         "../envs/brainiron.yaml"
     log:
