@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -202,12 +203,13 @@ def _subject_folder(deriv: Path, key: str) -> Path | None:
     return deriv.joinpath(*[p for p in match.groups() if p])
 
 
-def _failed_table(deriv: Path) -> list[tuple[str, str, str]]:
+def _failed_table(deriv: Path, newer_than: float = 0.0) -> list[tuple[str, str, str]]:
+    """Rows of ``group/failed.tsv`` when it was written after ``newer_than`` (epoch s)."""
     from .io import read_tsv
 
     path = deriv / "group" / "failed.tsv"
-    if not path.exists():
-        return []
+    if not path.exists() or path.stat().st_mtime < newer_than:
+        return []  # absent, or left by an earlier run (e.g. this one stopped on an error)
     # pandas quotes fields holding quotes ("Units": "ppb"): read it back the same way.
     table = read_tsv(path, dtype=str).fillna("")
     return [tuple(row) for row in table.reindex(columns=["subject", "stage", "error"],
@@ -292,6 +294,7 @@ def run(bids_dir: str | os.PathLike | None, out_dir: str | os.PathLike, *, cores
     if dry_run:
         return _call([*cmd, "--dry-run"])
     _recover_interrupted(out_dir, cmd)
+    started = time.time()
     status = _call([*cmd, "--keep-going"] if keep_going else cmd)
     deriv = out_dir / "brainiron"
     excluded = list(merged.get("exclude") or [])
@@ -302,7 +305,10 @@ def run(bids_dir: str | os.PathLike | None, out_dir: str | os.PathLike, *, cores
         extra = write_text(yaml.safe_dump({"exclude": excluded + sorted(failures)}),
                            out_dir / ".brainiron-exclude.yaml")
         status = _call([*cmd, "--configfile", str(conf), str(extra), "--keep-going"])
-    failed = _failed_table(deriv)
+    failed = _failed_table(deriv, newer_than=started)
+    if not failed and status != 0:  # the group rule did not run: this run's failure records
+        failed = [(k, str(v.get("rule", "")), str(v.get("error", "")))
+                  for k, v in read_failures(deriv).items() if k not in excluded]
     # Nothing stale may stay for a failed subject.
     remove_failed_outputs(deriv, [key for key, _, _ in failed])
     if (deriv / "group" / "regions.tsv").exists():
