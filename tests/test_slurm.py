@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 import brainiron
 from brainiron.workflow import SNAKEFILE
@@ -138,7 +139,8 @@ def test_profile_resources_reach_sbatch(runs, cluster):
     # threads -> --cpus-per-task; mem_mb (from the rules / config.yaml) -> --mem;
     # runtime (from the profile) -> --time.
     assert by_rule.loc["register", "ReqCPUS"] == "2"
-    assert by_rule.loc["register", "ReqMem"] == "3000M"
+    config = yaml.safe_load((SNAKEFILE.parent / "config" / "config.yaml").read_text())
+    assert by_rule.loc["register", "ReqMem"] == f"{config['registration']['mem_mb']}M"
     assert by_rule.loc["register", "Timelimit"] == "00:30:00"
     assert by_rule.loc["validate", "ReqCPUS"] == "1"
     assert by_rule.loc["validate", "ReqMem"] == "2000M"
