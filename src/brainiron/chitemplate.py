@@ -283,10 +283,7 @@ def register_chi(chi: np.ndarray, affine: np.ndarray, workdir: str | Path, setti
         forward, inverse, local = reg._local_stage(fixed, template, forward, inverse, workdir,
                                                    settings)
         qc.update(local, local_seconds=round(time.perf_counter() - t0, 2))
-    result = reg.Registration(forward=forward, inverse=inverse, settings=settings)
-    result.forward_field = ants.apply_transforms(
-        fixed=fixed, moving=template, transformlist=list(forward),
-        compose=str(workdir / "forward_composed_"))
+    result = reg._composed_result(fixed, template, forward, inverse, workdir, settings)
     result.qc = {**chi_registration_qc(chi, affine, brain, result), **qc,
                  "seconds": round(time.perf_counter() - started, 2)}
     return result

@@ -238,12 +238,21 @@ def register_to_template(image: np.ndarray, affine: np.ndarray, workdir: str | P
         forward, inverse, local = _local_stage(fixed, template, forward, inverse, workdir,
                                                settings)
         qc.update(local, local_seconds=round(time.perf_counter() - t0, 2))
+    reg = _composed_result(fixed, template, forward, inverse, workdir, settings)
+    reg.qc = {**registration_qc(image, affine, reg, contrast), **qc,
+              "seconds": round(time.perf_counter() - started, 2)}
+    return reg
+
+
+def _composed_result(fixed, template, forward: list[str], inverse: list[str], workdir: Path,
+                     settings: RegistrationSettings) -> Registration:
+    """The Registration of a transform chain, with its forward chain composed into one field."""
+    import ants
+
     reg = Registration(forward=forward, inverse=inverse, settings=settings)
     reg.forward_field = ants.apply_transforms(
         fixed=fixed, moving=template, transformlist=list(forward),
         compose=str(workdir / "forward_composed_"))
-    reg.qc = {**registration_qc(image, affine, reg, contrast), **qc,
-              "seconds": round(time.perf_counter() - started, 2)}
     return reg
 
 
