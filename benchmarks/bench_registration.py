@@ -57,6 +57,10 @@ os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "2")
 
 import numpy as np  # noqa: E402
 
+# Dice and the phantom's true voxel -> MNI mapping, as in the exploration that chose the
+# defaults (same folder: this script and its workers run with it on sys.path).
+from registration_explore import _dice, _true_mni  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
@@ -105,24 +109,6 @@ def registration_settings():
 
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _dice(a, b, members) -> float:
-    x, y = np.isin(a, members), np.isin(b, members)
-    s = x.sum() + y.sum()
-    return float(2.0 * (x & y).sum() / s) if s else float("nan")
-
-
-def _true_mni(root: Path, sub: str, shape, affine) -> np.ndarray:
-    """True MNI coordinates (RAS mm) of every native voxel centre: A·(x + u(x))."""
-    import nibabel as nib
-    truth = root / "derivatives" / "phantom-truth" / f"sub-{sub}" / "anat"
-    stem = f"sub-{sub}_from-individual_to-MNI152NLin2009cAsym_mode-points"
-    A = np.array(json.loads((truth / f"{stem}_desc-affine_xfm.json").read_text())["matrix"])
-    u = np.asarray(nib.load(truth / f"{stem}_desc-displacement_xfm.nii.gz").dataobj, np.float32)
-    ijk = np.indices(shape, dtype=np.float32).reshape(3, -1)
-    x = affine[:3, :3] @ ijk + affine[:3, 3:4] + u.reshape(-1, 3).T
-    return (A[:3, :3] @ x + A[:3, 3:4]).reshape(3, *shape)
 
 
 def run_worker(spec: dict) -> dict:
