@@ -6,6 +6,9 @@ Usage::
     python benchmarks/bench_registration.py                   # 2 mm x 3 runs, then 1 mm x 1
     python benchmarks/bench_registration.py --res 2 --runs 3 --methods brainiron,syn
     python benchmarks/bench_registration.py --summary-only    # tables from the raw CSV
+    python benchmarks/bench_registration.py --res 2 --phantom-seeds 0 1 2   # 3 subjects
+    python benchmarks/bench_registration.py --res 1 --methods brainiron \
+        --set local_iterations=20,5 --set local_margin_mm=8    # a variant of the default
 
 On one phantom subject per resolution (``brainiron.phantom.generate_phantom``, T1w only,
 ``seed=0``, oblique grid: random rotation ±10°, shift ±10 mm, scaling ±5 %, smooth
@@ -32,16 +35,22 @@ the phantom's known mapping ``x_MNI = A·(x + u(x))`` over the truth voxels of t
 (estimated mapping: the template's world-coordinate images pulled through the same
 transforms, linear interpolation). Load averages before/after each run are recorded.
 
-Runs are interleaved (rep 1 of every method, then rep 2, ...), so a change in the machine's
-load hits every method alike. Raw rows are appended to
+Runs are interleaved (rep 1 of every method on every phantom subject, then rep 2, ...), so
+a change in the machine's load hits every method alike. ``--phantom-seeds`` adds phantom
+subjects (one per seed: another deformation and noise); the summary takes the median of a
+subject's runs, then the mean over subjects (time and memory: the median of all runs).
+``--set KEY=VALUE`` overrides a ``RegistrationSettings`` field for the brainiron runs, which
+are then labelled ``brainiron[KEY=VALUE ...]``. Raw rows are appended to
 ``benchmarks/results/registration_runs.csv`` after each run; the medians to
-``registration_summary.csv`` at the end (or with ``--summary-only``).
+``registration_summary.csv`` at the end (or with ``--summary-only``). The ``*_v1`` files
+hold the runs of the previous default and the sweep that replaced it (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import hashlib
 import json
 import os
@@ -134,6 +143,8 @@ def run_worker(spec: dict) -> dict:
         info: dict = {}
         if method == "brainiron":
             settings = registration_settings()
+            if spec.get("overrides"):
+                settings = dataclasses.replace(settings, **spec["overrides"])
             base_rss = _rss_mb()
             t0 = time.perf_counter()
             reg = registration.register_to_template(image, affine, tmp / "reg", settings,
@@ -199,12 +210,12 @@ def run_worker(spec: dict) -> dict:
 # Driver
 # ----------------------------------------------------------------------------------------------
 
-def ensure_phantom(workdir: Path, res: float) -> Path:
+def ensure_phantom(workdir: Path, res: float, seed: int = 0) -> Path:
     from brainiron.phantom import generate_phantom
-    root = workdir / f"phantom-{res:g}mm"
+    root = workdir / (f"phantom-{res:g}mm" if seed == 0 else f"phantom-{res:g}mm-seed{seed}")
     if not (root / "participants.tsv").exists():
         t = time.perf_counter()
-        generate_phantom(root, n_subjects=1, seed=0, voxel_size=(res,) * 3,
+        generate_phantom(root, n_subjects=1, seed=seed, voxel_size=(res,) * 3,
                          orientation="oblique", with_megre=False, with_chimap=False,
                          with_r2starmap=False)
         print(f"[phantom] {res:g} mm in {time.perf_counter() - t:.1f} s -> {root}", flush=True)
@@ -213,7 +224,9 @@ def ensure_phantom(workdir: Path, res: float) -> Path:
 
 def flatten(spec: dict, res: dict, wall: float, before: str, after: str) -> dict:
     row = {"date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-           "res_mm": spec["res"], "rep": spec["rep"], "method": spec["method"],
+           "res_mm": spec["res"], "phantom_seed": spec.get("phantom_seed", 0),
+           "rep": spec["rep"],
+           "method": spec.get("label", spec["method"]),
            "reg_s": res["reg_s"], "apply_s": res["apply_s"],
            "total_s": round(res["reg_s"] + res["apply_s"], 2),
            "process_wall_s": round(wall, 1), "peak_rss_mb": res["peak_rss_mb"],
@@ -259,7 +272,8 @@ def run_job(spec: dict) -> dict | None:
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     row = flatten(spec, res, wall, before, after)
     append_row(row)
-    print(f"[run] {spec['res']:g} mm rep {spec['rep']} {spec['method']:<9} reg {row['reg_s']:7.1f}"
+    print(f"[run] {spec['res']:g} mm seed {row['phantom_seed']} rep {spec['rep']} "
+          f"{row['method']:<9} reg {row['reg_s']:7.1f}"
           f" s + apply {row['apply_s']:5.1f} s  peak {row['peak_rss_mb']:6.0f} MB  "
           f"SN {row['dice_SN']:.3f} RN {row['dice_RN']:.3f} STN {row['dice_STN']:.3f}  "
           f"TRE small {row['tre_small_mm']:.2f} mm  load {before} -> {after}", flush=True)
@@ -267,31 +281,71 @@ def run_job(spec: dict) -> dict | None:
 
 
 def summarise() -> str:
+    """Medians over the runs of each phantom subject, then the mean over subjects (Dice, TRE);
+    time and memory: the median over all runs. Plus a per-subject table of SN/RN/STN."""
     import pandas as pd
     if not RUNS_CSV.exists():
         return "(no runs)"
     df = pd.read_csv(RUNS_CSV)
-    cols = ["total_s", "reg_s", "peak_rss_mb", *[f"dice_{g}" for g in GROUPS],
-            "tre_small_mm", "tre_all_mm"]
-    agg = df.groupby(["res_mm", "method"])[cols].median()
-    agg.insert(0, "runs", df.groupby(["res_mm", "method"]).size())
-    agg.insert(1, "distinct_labels", df.groupby(["res_mm", "method"])["labels_sha256"].nunique())
+    if "phantom_seed" not in df:
+        df["phantom_seed"] = 0
+    acc = ["dice_small_mean", *[f"dice_{g}" for g in GROUPS], "tre_small_mm", "tre_all_mm"]
+    keys = ["res_mm", "method"]
+    per_subject = df.groupby([*keys, "phantom_seed"])[acc].median().reset_index()
+    agg = per_subject.groupby(keys)[acc].mean()
+    cost = df.groupby(keys)[["total_s", "reg_s", "peak_rss_mb"]].median()
+    agg = cost.join(agg)
+    agg.insert(0, "runs", df.groupby(keys).size())
+    agg.insert(1, "subjects", df.groupby(keys)["phantom_seed"].nunique())
+    distinct = df.groupby([*keys, "phantom_seed"])["labels_sha256"].nunique()
+    agg.insert(2, "max_distinct_labels_per_subject", distinct.groupby(keys).max())
     agg = agg.reset_index()
     agg.to_csv(RESULTS / "registration_summary.csv", index=False)
     lines = []
     for res_mm, sub in agg.groupby("res_mm", sort=False):
         ref = sub[sub.method == "syn_s"]
         lines.append(f"\n{res_mm:g} mm")
-        lines.append("| method | runs | time (s) | peak RSS (MB) | " +
+        lines.append("| method | runs | subjects | time (s) | peak RSS (MB) | " +
                      " | ".join(GROUPS) + " | TRE small / all (mm) | time / SyN[s] |")
-        lines.append("|---" * (len(GROUPS) + 6) + "|")
+        lines.append("|---" * (len(GROUPS) + 7) + "|")
         for _, r in sub.iterrows():
             ratio = (f"{r.total_s / ref.total_s.iloc[0]:.3f}" if len(ref) else "n/a")
-            lines.append(f"| {r.method} | {r.runs} | {r.total_s:.1f} | {r.peak_rss_mb:.0f} | " +
+            lines.append(f"| {r.method} | {r.runs} | {r.subjects} | {r.total_s:.1f} | "
+                         f"{r.peak_rss_mb:.0f} | " +
                          " | ".join(f"{r[f'dice_{g}']:.3f}" for g in GROUPS) +
                          f" | {r.tre_small_mm:.2f} / {r.tre_all_mm:.2f} | {ratio} |")
+        ps = per_subject[per_subject.res_mm == res_mm]
+        if ps.phantom_seed.nunique() > 1:
+            lines.append(f"\n{res_mm:g} mm, per phantom subject (median of its runs): "
+                         "SN / RN / STN Dice")
+            lines.append("| method | " + " | ".join(
+                f"seed {k}" for k in sorted(ps.phantom_seed.unique())) + " |")
+            lines.append("|---" * (ps.phantom_seed.nunique() + 1) + "|")
+            for method, m in ps.groupby("method", sort=False):
+                cells = [f"{r.dice_SN:.3f} / {r.dice_RN:.3f} / {r.dice_STN:.3f}"
+                         for _, r in m.sort_values("phantom_seed").iterrows()]
+                lines.append(f"| {method} | " + " | ".join(cells) + " |")
     text = "\n".join(lines)
     return text
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``["local_iterations=20,10", "local_margin_mm=8"]`` → RegistrationSettings fields."""
+    from brainiron.registration import RegistrationSettings
+    fields = {f.name: f for f in dataclasses.fields(RegistrationSettings)}
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if key not in fields:
+            raise SystemExit(f"--set {item}: unknown setting {key!r}; known: {sorted(fields)}")
+        default = getattr(RegistrationSettings(), key)
+        if isinstance(default, tuple):
+            out[key] = tuple(int(v) for v in value.split(",") if v)
+        elif isinstance(default, bool):
+            out[key] = value.lower() in ("1", "true", "yes")
+        else:
+            out[key] = type(default)(value)
+    return out
 
 
 def main(argv=None) -> int:
@@ -303,9 +357,16 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", default="brainiron,syn,quick_s,syn_s",
                     help="comma-separated, in run order (default: %(default)s)")
     ap.add_argument("--start-rep", type=int, default=0)
+    ap.add_argument("--phantom-seeds", type=int, nargs="+", default=[0],
+                    help="one phantom subject per seed (different deformation, noise); "
+                         "default: %(default)s")
     ap.add_argument("--workdir", type=Path,
                     default=Path(os.environ.get("TMPDIR", "/tmp")) / "brainiron-bench-reg")
     ap.add_argument("--summary-only", action="store_true")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a brainiron registration setting (repeatable), e.g. "
+                         "--set local_iterations=20,10; the run is labelled "
+                         "brainiron[KEY=VALUE ...] in the CSV")
     args = ap.parse_args(argv)
     if args.worker:
         print(json.dumps(run_worker(json.loads(args.worker))))
@@ -317,6 +378,8 @@ def main(argv=None) -> int:
     unknown = set(methods) - set(METHODS)
     if unknown:
         ap.error(f"unknown methods {sorted(unknown)}; known: {sorted(METHODS)}")
+    overrides = parse_overrides(args.set)
+    label = "brainiron" + (f"[{' '.join(args.set)}]" if args.set else "")
     runs = args.runs or [3 if r >= 2 else 1 for r in args.res]
     RESULTS.mkdir(parents=True, exist_ok=True)
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -325,11 +388,15 @@ def main(argv=None) -> int:
             __import__("brainiron.registration", fromlist=["x"]).settings_dict(
                 registration_settings())))}, indent=1))
     for res, n in zip(args.res, runs, strict=True):
-        root = ensure_phantom(args.workdir, res)
         for rep in range(args.start_rep, args.start_rep + n):
-            for method in methods:
-                run_job({"root": str(root), "sub": "01", "res": res, "rep": rep,
-                         "method": method})
+            for seed in args.phantom_seeds:
+                root = ensure_phantom(args.workdir, res, seed)
+                for method in methods:
+                    spec = {"root": str(root), "sub": "01", "res": res, "rep": rep,
+                            "method": method, "phantom_seed": seed}
+                    if method == "brainiron" and overrides:
+                        spec.update(overrides=overrides, label=label)
+                    run_job(spec)
     print(summarise())
     return 0
 

@@ -146,17 +146,20 @@ def append_csv(path: Path, rows: list[dict]) -> None:
 
 
 def run_one(phantom: Path, workdir: Path, n: int, cores: int,
-            deadline: float | None = None) -> dict:
-    out = workdir / f"run-{n}"
+            deadline: float | None = None, config: list[str] | None = None) -> dict:
+    tag = "".join(f"_{c.replace('=', '-')}" for c in config or [])
+    out = workdir / f"run-{n}{tag}"
     if out.exists():
         shutil.rmtree(out)
     labels = [f"{i + 1:02d}" for i in range(n)]
-    cmd = ["/usr/bin/time", "-v", "-o", str(workdir / f"time-{n}.txt"), "brainiron", "run",
-           str(phantom), str(out), "--cores", str(cores), "--participant-label", *labels]
+    cmd = ["/usr/bin/time", "-v", "-o", str(workdir / f"time-{n}{tag}.txt"), "brainiron",
+           "run", str(phantom), str(out), "--cores", str(cores), "--participant-label", *labels]
+    if config:
+        cmd += ["--config", *config]
     print(f"[run] N={n}: {' '.join(cmd)}", flush=True)
     before = loadavg()
     t0 = time.perf_counter()
-    with open(workdir / f"log-{n}.txt", "w") as log:
+    with open(workdir / f"log-{n}{tag}.txt", "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         sampler = TreeSampler(proc.pid)
@@ -181,7 +184,8 @@ def run_one(phantom: Path, workdir: Path, n: int, cores: int,
         sampler.stop.set()
     wall = time.perf_counter() - t0
     after = loadavg()
-    tv = (workdir / f"time-{n}.txt").read_text() if (workdir / f"time-{n}.txt").exists() else ""
+    time_file = workdir / f"time-{n}{tag}.txt"
+    tv = time_file.read_text() if time_file.exists() else ""
 
     def grab(pattern):
         m = re.search(pattern, tv)
@@ -192,8 +196,9 @@ def run_one(phantom: Path, workdir: Path, n: int, cores: int,
     bench = read_benchmarks(out / "brainiron")
     for r in bench:
         r["subjects"] = n
+        r["config"] = " ".join(config or [])
     RESULTS.mkdir(parents=True, exist_ok=True)
-    rules_path = RESULTS / f"workflow_rules_N{n}.csv"
+    rules_path = RESULTS / f"workflow_rules_N{n}{tag}.csv"
     if rules_path.exists():
         rules_path.unlink()
     append_csv(rules_path, bench)
@@ -204,7 +209,8 @@ def run_one(phantom: Path, workdir: Path, n: int, cores: int,
     for rule, rs in by_rule.items():
         s = np.array([r["s"] for r in rs])
         m = np.array([r["max_rss_mb"] for r in rs])
-        summary.append({"subjects": n, "rule": rule, "jobs": len(rs),
+        summary.append({"subjects": n, "config": " ".join(config or []), "rule": rule,
+                        "jobs": len(rs),
                         "s_sum": round(float(s.sum()), 2),
                         "s_median": round(float(np.median(s)), 2),
                         "max_rss_mb_median": round(float(np.nanmedian(m)), 1),
@@ -216,7 +222,8 @@ def run_one(phantom: Path, workdir: Path, n: int, cores: int,
     n_failed = max(sum(1 for _ in open(failed)) - 1, 0) if failed.exists() else -1
     completed = sum(1 for r in bench if r["rule"] == "regions") // 1
     row = {"date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "subjects": n,
-           "cores": cores, "exit_status": "timeout" if timed_out else status,
+           "cores": cores, "config": " ".join(config or []),
+           "exit_status": "timeout" if timed_out else status,
            "subjects_with_regions_done": completed, "wall_s": round(wall, 1),
            "s_per_subject": round(wall / n, 1),
            "subjects_per_hour": round(3600.0 * n / wall, 2),
@@ -244,6 +251,9 @@ def main(argv=None) -> int:
     ap.add_argument("--subjects", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--voxel-size", type=float, default=1.0)
     ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--config", nargs="+", default=None, metavar="KEY=VALUE",
+                    help="passed to brainiron run --config (e.g. threads=1); names the run "
+                         "folder and fills the config column")
     ap.add_argument("--workdir", type=Path,
                     default=Path(os.environ.get("TMPDIR", "/tmp")) / "brainiron-bench-workflow")
     ap.add_argument("--phantom-subjects", type=int, default=None,
@@ -267,7 +277,7 @@ def main(argv=None) -> int:
         today = time.gmtime()
         deadline = calendar.timegm((today.tm_year, today.tm_mon, today.tm_mday, hh, mm, 0))
     for n in args.subjects:
-        run_one(phantom, args.workdir, n, args.cores, deadline)
+        run_one(phantom, args.workdir, n, args.cores, deadline, args.config)
     return 0
 
 

@@ -153,23 +153,44 @@ def step_register(subject: Mapping, validated_json: str, settings: Mapping, outp
             raise InputError(subj.registration_image, (
                 f"registration to {atlas.TEMPLATE_NAME} failed QC ({result.qc['flag']}); the "
                 "subject is left out (set registration.on_qc_failure: flag to keep it, flagged)"))
-        labels = reg.warp_labels(shape, affine, result.forward)
-        search = reg.warp_labels(shape, affine, result.forward, search_labels())
+        timing = {"registration": result.qc.get("seconds")}
+        t0 = time.perf_counter()
+        # The chain composed once on the maps' grid and held in memory (the registration's own
+        # field when the grids coincide): probabilities and the brain mask read no transform
+        # file; labels use the chain (no in-memory genericLabel in ANTsPy).
+        same_grid = (tuple(image.shape) == tuple(shape)
+                     and np.allclose(image_affine, affine, atol=1e-5))
+        if same_grid and result.forward_field:
+            field_path, warp = result.forward_field, reg.forward_warp(result)
+        else:
+            field_path = reg.compose_forward(result, shape, affine, scratch)
+            warp = reg.field_transform(field_path, result.forward)
+        timing["compose_field"] = round(time.perf_counter() - t0, 2)
+        t0 = time.perf_counter()
+        labels = reg.warp_labels(shape, affine, warp)
+        search = reg.warp_labels(shape, affine, warp, search_labels())
+        timing["warp_labels"] = round(time.perf_counter() - t0, 2)
+        t0 = time.perf_counter()
         values, contrast_kind = _contrast_values(subj, validated, *contrast)
         voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
         dentate, dentate_info = segment_dentate(values, search, voxel_mm3, contrast_kind)
         free = labels == 0
         labels[free] = dentate[free]
+        timing["dentate"] = round(time.perf_counter() - t0, 2)
+        t0 = time.perf_counter()
         table = atlas.region_table()
         atomic = table[(table["kind"] == "atomic")]
         indices = [int(i) for i in atomic["index"]]
-        probs, box = reg.warp_probabilities(shape, affine, result.forward, indices, labels)
+        probs, box = reg.warp_probabilities(shape, affine, warp, indices, labels)
         for k, index in enumerate(indices):  # contrast-segmented labels: probability 1
             if index in set(np.unique(dentate)) - {0}:
                 probs[..., k] = np.where(labels[box] == index, 255, 0).astype(np.uint8)
-        brain = reg.warp_brain_mask(shape, affine, result.forward)
+        brain = reg.warp_brain_mask(shape, affine, warp)
+        timing["warp_probabilities_and_mask"] = round(time.perf_counter() - t0, 2)
+        t0 = time.perf_counter()
         reg.save_transforms(result, shape, affine, outputs["xfm_forward"],
-                            outputs["xfm_inverse"], scratch)
+                            outputs["xfm_inverse"], scratch, forward_field=field_path)
+        timing["save_transforms"] = round(time.perf_counter() - t0, 2)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -202,6 +223,7 @@ def step_register(subject: Mapping, validated_json: str, settings: Mapping, outp
         "dentate": dentate_info,
         "label_voxels": {name: int((labels == i).sum()) for i, name in
                          zip(lookup["index"], lookup["name"], strict=True)},
+        "timing_seconds": timing,
     }
     write_json(qc, outputs["qc"])
 
