@@ -311,11 +311,8 @@ def run(bids_dir: str | os.PathLike | None, out_dir: str | os.PathLike, *, cores
                   for k, v in read_failures(deriv).items() if k not in excluded]
     # Nothing stale may stay for a failed subject.
     remove_failed_outputs(deriv, [key for key, _, _ in failed])
-    if (deriv / "group" / "regions.tsv").exists():
-        print(f"brainiron: tables: {deriv / 'group' / 'regions.tsv'} (long), "
-              f"{deriv / 'group' / 'regions_wide.tsv'} (wide), "
-              f"{deriv / 'group' / 'group_comparison.tsv'}; report: "
-              f"{deriv / 'report' / 'index.html'}")
+    # Where the tables and report are: printed by the Snakefile's onsuccess (once per
+    # successful pass), so not repeated here.
     if failed:
         print(f"brainiron: {len(failed)} subject(s) failed (listed in "
               f"{deriv / 'group' / 'failed.tsv'}):", file=sys.stderr)
