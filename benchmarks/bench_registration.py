@@ -55,7 +55,6 @@ import hashlib
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -65,10 +64,16 @@ from pathlib import Path
 os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "2")
 
 import numpy as np  # noqa: E402
+from benchutil import cpu_model, loadavg  # noqa: E402
 
 # Dice and the phantom's true voxel -> MNI mapping, as in the exploration that chose the
 # defaults (same folder: this script and its workers run with it on sys.path).
-from registration_explore import _dice, _true_mni  # noqa: E402
+from registration_explore import (  # noqa: E402
+    _dice_by_group,
+    _rss_mb,
+    _template_coordinates,
+    _true_mni,
+)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -89,18 +94,9 @@ PEER_TRANSFORM = {"syn": "SyN", "quick_s": "antsRegistrationSyNQuick[s]",
                   "syn_s": "antsRegistrationSyN[s]"}
 
 
-def loadavg() -> str:
-    return " ".join(open("/proc/loadavg").read().split()[:3])
-
-
 def machine() -> dict:
     import ants
-    cpu = "unknown"
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
+    return {"nproc": os.cpu_count(), "cpu": cpu_model(), "python": platform.python_version(),
             "antspyx": ants.__version__, "numpy": np.__version__}
 
 
@@ -115,10 +111,6 @@ def registration_settings():
 # ----------------------------------------------------------------------------------------------
 # Worker (one run in its own process)
 # ----------------------------------------------------------------------------------------------
-
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
 
 def run_worker(spec: dict) -> dict:
     import ants
@@ -175,17 +167,10 @@ def run_worker(spec: dict) -> dict:
         w = np.rint(warped).astype(np.int16)
         if w.shape != truth.shape:
             raise RuntimeError(f"warped labels {w.shape} vs truth {truth.shape}")
-        dice = {}
-        for g, m in GROUPS.items():
-            dl, dr = _dice(w, truth, m), _dice(w, truth, [i + 10 for i in m])
-            dice[g] = (dl + dr) / 2
-            dice[f"{g}_L"], dice[f"{g}_R"] = dl, dr
+        dice = _dice_by_group(w, truth, GROUPS)
         # Displacement error: estimated MNI coordinate of each native voxel vs the true one.
         tpl_aff = tpl_ref.affine
-        shape_t = tpl_ref.data.shape
-        ijk = np.indices(shape_t, dtype=np.float32).reshape(3, -1)
-        coords = (tpl_aff[:3, :3] @ ijk + tpl_aff[:3, 3:4]).reshape(3, *shape_t)
-        del ijk
+        coords = _template_coordinates(tpl_aff, tpl_ref.data.shape)
         est = np.stack([ants.apply_transforms(fixed, registration.to_ants(c, tpl_aff),
                                               transforms, interpolator="linear").numpy()
                         for c in coords])

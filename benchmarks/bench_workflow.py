@@ -45,24 +45,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+from benchutil import cpu_model, loadavg
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
 
 def machine() -> dict:
-    cpu = "unknown"
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
+    return {"nproc": os.cpu_count(), "cpu": cpu_model(), "python": platform.python_version(),
             "mem_total_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
                                   / 2 ** 30, 1)}
-
-
-def loadavg() -> str:
-    return " ".join(open("/proc/loadavg").read().split()[:3])
 
 
 def generate(root: Path, n: int, voxel: float) -> dict:

@@ -413,6 +413,22 @@ def _dice(a: np.ndarray, b: np.ndarray, members: list[int]) -> float:
     return float(2.0 * (x & y).sum() / s) if s else float("nan")
 
 
+def _dice_by_group(warped: np.ndarray, truth: np.ndarray, groups: dict) -> dict:
+    """Dice per group of left labels (right = left + 10): ``G`` (mean), ``G_L``, ``G_R``."""
+    dice = {}
+    for g, m in groups.items():
+        dl, dr = _dice(warped, truth, m), _dice(warped, truth, [i + 10 for i in m])
+        dice[g] = (dl + dr) / 2
+        dice[f"{g}_L"], dice[f"{g}_R"] = dl, dr
+    return dice
+
+
+def _template_coordinates(affine: np.ndarray, shape) -> np.ndarray:
+    """(3, *shape) world coordinates (mm) of every voxel centre of a grid."""
+    ijk = np.indices(shape, dtype=np.float32).reshape(3, -1)
+    return (affine[:3, :3] @ ijk + affine[:3, 3:4]).reshape(3, *shape)
+
+
 def _true_mni(root: Path, sub: str, shape, affine) -> np.ndarray:
     """True MNI coordinates (RAS mm) of every native voxel centre: A·(x + u(x))."""
     import nibabel as nib
@@ -453,15 +469,10 @@ def run_worker(spec: dict) -> dict:
         w = np.rint(warped.numpy()).astype(np.int16)
         if w.shape != truth.shape:
             raise RuntimeError(f"warped labels {w.shape} vs truth {truth.shape}")
-        dice = {}
-        for g, m in GROUPS.items():
-            dl, dr = _dice(w, truth, m), _dice(w, truth, [i + 10 for i in m])
-            dice[g] = (dl + dr) / 2
-            dice[f"{g}_L"], dice[f"{g}_R"] = dl, dr
+        dice = _dice_by_group(w, truth, GROUPS)
         # TRE: estimated MNI coordinate of each native voxel vs the true one.
         tpl_aff = atlas.load_reference("template").affine
-        ijk = np.indices(ctx.labels_np.shape, dtype=np.float32).reshape(3, -1)
-        coords = (tpl_aff[:3, :3] @ ijk + tpl_aff[:3, 3:4]).reshape(3, *ctx.labels_np.shape)
+        coords = _template_coordinates(tpl_aff, ctx.labels_np.shape)
         est = np.stack([ants.apply_transforms(ctx.fixed, ctx.like_template(c), transforms,
                                               interpolator="linear").numpy() for c in coords])
         del coords

@@ -291,7 +291,7 @@ def register_chi(chi: np.ndarray, affine: np.ndarray, workdir: str | Path, setti
         forward, inverse, local = reg._local_stage(fixed, template, forward, inverse, workdir,
                                                    local_settings)
         qc.update(local, local_seconds=round(time.perf_counter() - t0, 2))
-    result = reg._composed_result(fixed, template, forward, inverse, workdir, settings)
+    result = reg._composed_result(forward, inverse, settings, chi.shape, affine, workdir)
     result.qc = {**chi_registration_qc(chi, affine, brain, result), **qc,
                  "seconds": round(time.perf_counter() - started, 2)}
     return result

@@ -251,21 +251,18 @@ def register_to_template(image: np.ndarray, affine: np.ndarray, workdir: str | P
         forward, inverse, local = _local_stage(fixed, template, forward, inverse, workdir,
                                                settings)
         qc.update(local, local_seconds=round(time.perf_counter() - t0, 2))
-    reg = _composed_result(fixed, template, forward, inverse, workdir, settings)
+    reg = _composed_result(forward, inverse, settings, image.shape, affine, workdir)
     reg.qc = {**registration_qc(image, affine, reg, contrast), **qc,
               "seconds": round(time.perf_counter() - started, 2)}
     return reg
 
 
-def _composed_result(fixed, template, forward: list[str], inverse: list[str], workdir: Path,
-                     settings: RegistrationSettings) -> Registration:
-    """The Registration of a transform chain, with its forward chain composed into one field."""
-    import ants
-
+def _composed_result(forward: list[str], inverse: list[str], settings: RegistrationSettings,
+                     reference_shape, reference_affine, workdir: Path) -> Registration:
+    """The Registration of a transform chain, its forward chain composed on the image's grid."""
     reg = Registration(forward=forward, inverse=inverse, settings=settings)
-    reg.forward_field = ants.apply_transforms(
-        fixed=fixed, moving=template, transformlist=list(forward),
-        compose=str(workdir / "forward_composed_"))
+    reg.forward_field = compose_forward(reg, reference_shape, reference_affine, workdir,
+                                        name="forward_composed_")
     return reg
 
 
@@ -314,18 +311,19 @@ def _local_stage(fixed, template, stage1: list[str], stage1_inverse: list[str], 
 
 
 def compose_forward(reg: Registration, reference_shape, reference_affine,
-                    workdir: str | Path) -> str:
+                    workdir: str | Path, name: str = "forward_maps_") -> str:
     """The forward chain composed into one displacement field on a grid (file path).
 
     The field is exact at the grid's voxel centres, so warping onto that grid (or any box of
-    it) through the field gives what the chain gives.
+    it) through the field gives what the chain gives. ``name``: the file's prefix in
+    ``workdir`` (one per grid, so that fields of two grids do not overwrite each other).
     """
     import ants
 
     ref = to_ants(np.zeros(reference_shape, np.float32), reference_affine)
-    prefix = Path(workdir) / f"forward_{'x'.join(map(str, reference_shape))}_"
     return ants.apply_transforms(fixed=ref, moving=_template_image(),
-                                 transformlist=list(reg.forward), compose=str(prefix))
+                                 transformlist=list(reg.forward),
+                                 compose=str(Path(workdir) / name))
 
 
 @dataclass
@@ -568,14 +566,13 @@ def save_transforms(reg: Registration, reference_shape, reference_affine, forwar
     from .io import save_nifti
 
     reference = to_ants(np.zeros(reference_shape, np.float32), reference_affine)
-    template_grid = _resample_aa(_template_image(), inverse_grid_mm)
-    jobs = [(template_grid, reference, reg.inverse, inverse_path, None),
-            (reference, _template_image(), reg.forward, forward_path, forward_field)]
-    for ref, moving, chain, dst, composed in jobs:
-        if composed is None:
-            composed = ants.apply_transforms(
-                fixed=ref, moving=moving, transformlist=list(chain),
-                compose=str(Path(workdir) / f"compose_{Path(dst).name}_"))
+    inverse_field = ants.apply_transforms(
+        fixed=_resample_aa(_template_image(), inverse_grid_mm), moving=reference,
+        transformlist=list(reg.inverse), compose=str(Path(workdir) / "inverse_template_"))
+    if forward_field is None:
+        forward_field = compose_forward(reg, reference_shape, reference_affine, workdir,
+                                        name="forward_saved_")
+    for composed, dst in ((inverse_field, inverse_path), (forward_field, forward_path)):
         field_img = nib.load(composed)
         hdr = field_img.header.copy()
         save_nifti(np.asarray(field_img.dataobj, dtype=np.float32), dst, field_img.affine,
