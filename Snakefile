@@ -4,13 +4,15 @@
 #   snakemake --cores 8 --config bids_dir=/data/ds000001  # your dataset
 #
 # Outputs: <output_dir>/brainiron/ (BIDS-Derivatives); the group tables are in
-# <output_dir>/brainiron/group/. Rules are thin: each calls one brainiron.steps function.
+# <output_dir>/brainiron/group/. Rules are thin: each names its own script, which runs one
+# brainiron.steps module; every derivative path comes from brainiron.layout.
 import sys
 
 from snakemake.utils import min_version, validate
 
 from brainiron.errors import BrainironError
-from brainiron.workflow import check_config, check_writable, remove_failed_outputs
+from brainiron.failures import remove_failed_outputs
+from brainiron.workflow import check_config, check_writable
 
 min_version("8.20")
 
@@ -33,6 +35,7 @@ include: "workflow/rules/register.smk"
 include: "workflow/rules/refine.smk"
 include: "workflow/rules/regions.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
@@ -48,8 +51,8 @@ onerror:
 
 onsuccess:
     print(
-        f"brainiron: done. Tables: {DERIV}/group/regions.tsv (long, one row per subject x map "
-        f"x region x hemisphere), {DERIV}/group/regions_wide.tsv (wide), "
-        f"{DERIV}/group/group_comparison.tsv; report: {DERIV}/report/index.html; "
-        f"failures: {DERIV}/group/failed.tsv"
+        f"brainiron: done. Tables: {group_out('regions')} (long, one row per subject x map "
+        f"x region x hemisphere), {group_out('regions_wide')} (wide), "
+        f"{group_out('group_comparison')}; report: {group_out('report')}; "
+        f"failures: {group_out('failed')}"
     )

@@ -64,7 +64,7 @@ def generate(root: Path, n: int, voxel: float) -> dict:
     if (root / "participants.tsv").exists():
         print(f"[phantom] reusing {root}", flush=True)
         return json.loads(info_path.read_text()) if info_path.exists() else {}
-    # Same settings as the workflow's phantom rule (brainiron.steps.step_phantom).
+    # Same settings as the workflow's phantom rule (brainiron.steps.phantom).
     cfg = PhantomConfig(n_subjects=n, seed=0, voxel_size=(voxel,) * 3, with_r2starmap=True)
     before = loadavg()
     t0 = time.perf_counter()

@@ -19,7 +19,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["STATISTICS", "RegionIndex", "regional_statistics", "regional_stats"]
+__all__ = ["MAP_DESCRIPTIONS", "STATISTICS", "RegionIndex", "describe",
+           "regional_statistics", "regional_stats"]
 
 #: Statistic columns of the regional table (values in the map's units, sizes as named).
 STATISTICS = ("n_voxels", "volume_mm3", "n_valid", "coverage", "mean", "median", "sd", "p05",
@@ -284,3 +285,58 @@ def regional_stats(map_img, label_img, regions: Mapping | None = None, *,
     return regional_statistics(np.asarray(m.dataobj, dtype=np.float32), labels, regions,
                                voxel_volume_mm3=float(np.prod(zooms)), exclude_zero=exclude_zero,
                                **kwargs)
+
+
+#: How the methods text names each quantified map (with its units).
+MAP_DESCRIPTIONS = {"Chimap": "magnetic susceptibility χ (QSM, ppm)",
+                    "R2starmap": "the transverse relaxation rate R2* (1/s)"}
+
+
+def describe(maps: Sequence[str], data: str, chi_reference: str = "none") -> str:
+    """Methods text of the regional statistics (plain text, citation markers ``[@key]``).
+
+    Parameters
+    ----------
+    maps : sequence of str
+        Quantified maps (``Chimap``, ``R2starmap``), in the tables' order.
+    data : str
+        What was measured, e.g. ``"the BIDS dataset"`` or ``"brainiron's synthetic
+        phantom"``.
+    chi_reference : str
+        ``none`` or ``wholebrain`` (χ referenced to the whole-brain mean).
+
+    Returns
+    -------
+    str
+        One or a few sentences for the report's methods paragraph.
+    """
+    maps_text = " and ".join(MAP_DESCRIPTIONS.get(m, m) for m in maps) or "the maps'"
+    text = (f"Regional values of {maps_text} were measured in deep grey nuclei of {data}, in "
+            "each subject's native space (maps are never resampled). Statistics use the "
+            "voxels of a region with a finite, non-zero value; SN is SNc_PBP_VTA + SNr and GP "
+            "is GPe + GPi.")
+    if chi_reference == "wholebrain":
+        text += " χ was referenced to the mean of the whole brain before the statistics."
+    return text
+
+
+def chi_wholebrain_reference(chi: np.ndarray, brain: np.ndarray) -> tuple[np.ndarray, float]:
+    """χ referenced to the mean of the whole brain.
+
+    Parameters
+    ----------
+    chi : ndarray
+        χ map (ppm).
+    brain : ndarray of bool
+        Brain mask on the same grid (brainiron's warped template brain mask).
+
+    Returns
+    -------
+    referenced : ndarray, float32
+        ``chi`` minus the reference (ppm).
+    reference : float
+        Mean χ of the brain's voxels with a finite, non-zero value (ppm).
+    """
+    inside = brain & np.isfinite(chi) & (chi != 0)
+    reference = float(chi[inside].mean())
+    return chi - np.float32(reference), reference

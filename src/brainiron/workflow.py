@@ -16,10 +16,10 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from . import layout
 from .errors import BrainironError, ConfigError
 
-__all__ = ["SNAKEFILE", "check_config", "check_writable", "merged_config",
-           "remove_failed_outputs", "run"]
+__all__ = ["SNAKEFILE", "check_config", "check_writable", "merged_config", "run"]
 
 #: The workflow's Snakefile (source checkout; brainiron is installed with ``pip install -e``).
 SNAKEFILE = Path(__file__).resolve().parents[2] / "Snakefile"
@@ -93,28 +93,6 @@ def check_writable(folder: str | os.PathLike) -> None:
         probe.unlink()
     except OSError as exc:
         raise ConfigError(f"{folder}: cannot write the outputs ({exc.strerror})") from None
-
-
-def remove_failed_outputs(deriv: str | os.PathLike, keys: Iterable[str] | None = None
-                          ) -> list[str]:
-    """Remove the output folders (``<deriv>/sub-X[/ses-Y]``) of subjects whose rules failed.
-
-    ``keys`` defaults to the subjects with a failure record under ``<deriv>/logs`` (left by
-    :func:`brainiron.steps.run_rule`). Logs and failure records stay. Meant to run when no
-    job is running: after Snakemake ends (``brainiron run``, or the Snakefile's ``onerror``).
-    Returns the keys whose folder was removed.
-    """
-    from .steps import read_failures
-
-    deriv = Path(deriv)
-    removed = []
-    for key in sorted(read_failures(deriv) if keys is None else keys):
-        folder = _subject_folder(deriv, key)
-        if folder is not None and folder.exists() and \
-                folder.resolve().is_relative_to(deriv.resolve()):
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(key)
-    return removed
 
 
 #: Names of the temporaries a killed job can leave: atomic writes (``.<name>.<8 random>.tmp``
@@ -195,27 +173,6 @@ def _recover_interrupted(out_dir: Path, unlock_cmd: list[str]) -> None:
                         stderr=subprocess.DEVNULL)
 
 
-def _subject_folder(deriv: Path, key: str) -> Path | None:
-    """``<deriv>/sub-X[/ses-Y]`` of a subject key, or None for anything unexpected."""
-    match = re.fullmatch(r"(sub-[a-zA-Z0-9]+)(?:_(ses-[a-zA-Z0-9]+))?", key)
-    if not match:
-        return None
-    return deriv.joinpath(*[p for p in match.groups() if p])
-
-
-def _failed_table(deriv: Path, newer_than: float = 0.0) -> list[tuple[str, str, str]]:
-    """Rows of ``group/failed.tsv`` when it was written after ``newer_than`` (epoch s)."""
-    from .io import read_tsv
-
-    path = deriv / "group" / "failed.tsv"
-    if not path.exists() or path.stat().st_mtime < newer_than:
-        return []  # absent, or left by an earlier run (e.g. this one stopped on an error)
-    # pandas quotes fields holding quotes ("Units": "ppb"): read it back the same way.
-    table = read_tsv(path, dtype=str).fillna("")
-    return [tuple(row) for row in table.reindex(columns=["subject", "stage", "error"],
-                                                fill_value="").itertuples(index=False)]
-
-
 def run(bids_dir: str | os.PathLike | None, out_dir: str | os.PathLike, *, cores: int = 2,
         participant_label: Iterable[str] | None = None, config: Mapping | None = None,
         configfile: str | os.PathLike | None = None, dry_run: bool = False,
@@ -260,15 +217,41 @@ def run(bids_dir: str | os.PathLike | None, out_dir: str | os.PathLike, *, cores
     >>> import brainiron
     >>> brainiron.run("/data/ds004000", "/scratch/brainiron", cores=8)  # doctest: +SKIP
     """
-    import yaml
+    from .failures import remove_failed_outputs
 
-    from .io import write_text
-    from .steps import read_failures
+    out_dir = Path(out_dir).resolve()
+    merged = _prepared_config(bids_dir, out_dir, participant_label, config, configfile)
+    # Only now is the output folder created: a configuration or dataset error leaves nothing.
+    check_writable(out_dir)
+    cmd = _snakemake_command(merged, out_dir, cores, extra_args)
+    if dry_run:
+        return _call([*cmd, "--dry-run"])
+    _recover_interrupted(out_dir, cmd)
+    started = time.time()
+    status = _call([*cmd, "--keep-going"] if keep_going else cmd)
+    deriv = out_dir / "brainiron"
+    excluded = list(merged.get("exclude") or [])
+    if status != 0 and keep_going:
+        status = _second_pass(deriv, out_dir, cmd, excluded, status)
+    failed = _failures_of_run(deriv, excluded, started, status)
+    # Nothing stale may stay for a failed subject.
+    remove_failed_outputs(deriv, [key for key, _, _ in failed])
+    # Where the tables and report are: printed by the Snakefile's onsuccess (once per
+    # successful pass), so not repeated here.
+    if failed:
+        print(f"brainiron: {len(failed)} subject(s) failed (listed in "
+              f"{layout.group_path(deriv, 'failed')}):", file=sys.stderr)
+        for key, stage, error in failed:
+            print(f"  {key} [{stage}]: {error}", file=sys.stderr)
+        return 1
+    return status
 
+
+def _prepared_config(bids_dir, out_dir: Path, participant_label, config, configfile) -> dict:
+    """The run's merged, checked configuration; dataset-level problems raise here."""
     if not SNAKEFILE.exists():
         raise BrainironError(f"{SNAKEFILE}: workflow not found; install brainiron from its "
                              "source tree (pip install -e .)")
-    out_dir = Path(out_dir).resolve()
     settings = dict(config or {})
     settings["bids_dir"] = str(Path(bids_dir).resolve()) if bids_dir else ""
     settings["output_dir"] = str(out_dir)
@@ -284,42 +267,52 @@ def run(bids_dir: str | os.PathLike | None, out_dir: str | os.PathLike, *, cores
         discover(bids_dir, participant_label=merged.get("participant_label") or None,
                  select=merged.get("select") or {},
                  t1w_grid=(merged.get("registration") or {}).get("t1w_grid", "same"))
-    # Only now is the output folder created: a configuration or dataset error leaves nothing.
-    check_writable(out_dir)
-    # The run's full configuration, kept beside the outputs (provenance and re-runs).
-    conf = write_text(yaml.safe_dump(merged, sort_keys=False), out_dir / "config.yaml")
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE),
-           "--directory", str(out_dir), "--configfile", str(conf), "--cores", str(cores),
-           "--rerun-incomplete", "--quiet", "rules", *extra_args]
-    if dry_run:
-        return _call([*cmd, "--dry-run"])
-    _recover_interrupted(out_dir, cmd)
-    started = time.time()
-    status = _call([*cmd, "--keep-going"] if keep_going else cmd)
-    deriv = out_dir / "brainiron"
-    excluded = list(merged.get("exclude") or [])
+    return merged
+
+
+def _snakemake_command(merged: Mapping, out_dir: Path, cores: int, extra_args) -> list[str]:
+    """Snakemake's command line; the run's full configuration is kept beside the outputs
+    (provenance and re-runs)."""
+    import yaml
+
+    from .io import write_text
+
+    conf = write_text(yaml.safe_dump(dict(merged), sort_keys=False), out_dir / "config.yaml")
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE),
+            "--directory", str(out_dir), "--configfile", str(conf), "--cores", str(cores),
+            "--rerun-incomplete", "--quiet", "rules", *extra_args]
+
+
+def _second_pass(deriv: Path, out_dir: Path, cmd: list[str], excluded: list[str],
+                 status: int) -> int:
+    """After failures: remove the failed subjects' outputs and make the group tables and
+    report for everyone else (a second pass that excludes them)."""
+    import yaml
+
+    from .failures import read_failures, remove_failed_outputs
+    from .io import write_text
+
     failures = {k: v for k, v in read_failures(deriv).items() if k not in excluded}
-    if status != 0 and keep_going and failures:
-        # Second pass: the group tables and report for everyone else.
-        remove_failed_outputs(deriv, failures)
-        extra = write_text(yaml.safe_dump({"exclude": excluded + sorted(failures)}),
-                           out_dir / ".brainiron-exclude.yaml")
-        status = _call([*cmd, "--configfile", str(conf), str(extra), "--keep-going"])
-    failed = _failed_table(deriv, newer_than=started)
-    if not failed and status != 0:  # the group rule did not run: this run's failure records
+    if not failures:
+        return status
+    remove_failed_outputs(deriv, failures)
+    extra = write_text(yaml.safe_dump({"exclude": excluded + sorted(failures)}),
+                       out_dir / ".brainiron-exclude.yaml")
+    conf = cmd[cmd.index("--configfile") + 1]
+    return _call([*cmd, "--configfile", conf, str(extra), "--keep-going"])
+
+
+def _failures_of_run(deriv: Path, excluded: list[str], started: float, status: int
+                     ) -> list[tuple[str, str, str]]:
+    """(subject, stage, error) of this run: ``failed.tsv`` if this run wrote it, else (the
+    group rule did not run) this run's failure records."""
+    from .failures import read_failed_table, read_failures
+
+    failed = read_failed_table(layout.group_path(deriv, "failed"), newer_than=started)
+    if not failed and status != 0:
         failed = [(k, str(v.get("rule", "")), str(v.get("error", "")))
                   for k, v in read_failures(deriv).items() if k not in excluded]
-    # Nothing stale may stay for a failed subject.
-    remove_failed_outputs(deriv, [key for key, _, _ in failed])
-    # Where the tables and report are: printed by the Snakefile's onsuccess (once per
-    # successful pass), so not repeated here.
-    if failed:
-        print(f"brainiron: {len(failed)} subject(s) failed (listed in "
-              f"{deriv / 'group' / 'failed.tsv'}):", file=sys.stderr)
-        for key, stage, error in failed:
-            print(f"  {key} [{stage}]: {error}", file=sys.stderr)
-        return 1
-    return status
+    return failed
 
 
 def _call(cmd: list[str]) -> int:

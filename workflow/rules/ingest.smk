@@ -17,24 +17,26 @@ if PHANTOM:
         resources:
             mem_mb=2000,
         script:
-            "../scripts/step.py"
+            "../scripts/phantom.py"
 
 
 rule validate:
     input:
         unpack(raw_inputs),
     output:
-        f"{SUBJECT_DIR}_desc-validated_inputs.json",
+        out("validated_inputs"),
     params:
-        subject=lambda w: subject(w).to_dict(),
+        # What discovery established (files, declared units, echo times, field strength);
+        # not the list of ignored files, which must not trigger re-runs.
+        subject=lambda w: subject(w).to_dict(with_ignored=False),
         field_strength=config["field_strength"],
     conda:
         "../envs/brainiron.yaml"
     log:
-        f"{DERIV}/logs/{{folder}}/{{key}}_validate.log",
+        subject_log("validate"),
     benchmark:
-        f"{DERIV}/benchmarks/{{folder}}/{{key}}_validate.tsv",
+        subject_benchmark("validate")
     resources:
         mem_mb=2000,
     script:
-        "../scripts/step.py"
+        "../scripts/validate.py"

@@ -3,24 +3,22 @@
 
 rule refine:
     input:
-        validated=f"{SUBJECT_DIR}_desc-validated_inputs.json",
-        dseg=f"{NATIVE_ATLAS}_dseg.nii.gz",
-        contrast=lambda w: contrast_map(w)[0],
+        validated=out("validated_inputs"),
+        dseg=out("dseg"),
+        contrast=lambda w: plan(w).contrast_image,
     output:
-        dseg=f"{NATIVE_ATLAS}_desc-refined_dseg.nii.gz",
-        tsv=f"{SUBJECT_DIR}_desc-refinement_qc.tsv",
+        dseg=out("refined_dseg"),
+        tsv=out("refinement_qc"),
     params:
-        subject=lambda w: subject(w).to_dict(),
-        settings=config.get("refinement") or {},
-        contrast_kind=lambda w: contrast_map(w)[1],
+        settings=config["refinement"],
+        contrast_kind=lambda w: plan(w).contrast_kind,
     conda:
         "../envs/brainiron.yaml"
     log:
-        f"{DERIV}/logs/{{folder}}/{{key}}_refine.log",
+        subject_log("refine"),
     benchmark:
-        f"{DERIV}/benchmarks/{{folder}}/{{key}}_refine.tsv",
+        subject_benchmark("refine")
     resources:
         mem_mb=2000,
     script:
-        "../scripts/step.py"
-
+        "../scripts/refine.py"

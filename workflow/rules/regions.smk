@@ -1,31 +1,31 @@
 # Regional statistics of every map in every region, on the subject's own grid.
 
+
 rule regions:
     input:
-        validated=f"{SUBJECT_DIR}_desc-validated_inputs.json",
-        dseg=f"{NATIVE_ATLAS}_dseg.nii.gz",
-        probseg=f"{NATIVE_ATLAS}_probseg.nii.gz",
-        probseg_json=f"{NATIVE_ATLAS}_probseg.json",
-        brain_mask=f"{SUBJECT_DIR}_space-individual_desc-brain_mask.nii.gz",
-        qc=f"{SUBJECT_DIR}_desc-registration_qc.json",
-        maps=quantified_maps,
-        dseg_refined=refined_labels,
+        validated=out("validated_inputs"),
+        dseg=out("dseg"),
+        probseg=out("probseg"),
+        probseg_json=out("probseg_json"),
+        brain_mask=out("brain_mask"),
+        qc=out("registration_qc"),
+        maps=lambda w: [path for path, _ in plan(w).maps.values()],
+        dseg_refined=lambda w: out("refined_dseg").format(**w) if REFINE else [],
     output:
-        tsv=f"{SUBJECT_DIR}_desc-regions_stats.tsv",
-        json=f"{SUBJECT_DIR}_desc-regions_stats.json",
+        tsv=out("regions_stats"),
+        json=out("regions_stats_json"),
     params:
-        subject=lambda w: subject(w).to_dict(),
-        derived=derived_maps,
-        maps=config["maps"],
+        map_names=lambda w: list(plan(w).maps),
+        map_kinds=lambda w: [kind for _, kind in plan(w).maps.values()],
         chi_reference=config["chi_reference"],
-        refined_regions=(config.get("refinement") or {}).get("regions", []),
+        refined_regions=config["refinement"]["regions"],
     conda:
         "../envs/brainiron.yaml"
     log:
-        f"{DERIV}/logs/{{folder}}/{{key}}_regions.log",
+        subject_log("regions"),
     benchmark:
-        f"{DERIV}/benchmarks/{{folder}}/{{key}}_regions.tsv",
+        subject_benchmark("regions")
     resources:
         mem_mb=2000,
     script:
-        "../scripts/step.py"
+        "../scripts/regions.py"

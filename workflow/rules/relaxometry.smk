@@ -3,25 +3,24 @@
 
 rule relaxometry:
     input:
-        validated=f"{SUBJECT_DIR}_desc-validated_inputs.json",
-        echoes=lambda w: [str(p) for p in subject(w).megre],
+        validated=out("validated_inputs"),
+        echoes=lambda w: list(plan(w).echoes),
     output:
-        r2star=f"{SUBJECT_DIR}_R2starmap.nii.gz",
-        r2star_json=f"{SUBJECT_DIR}_R2starmap.json",
-        t2star=f"{SUBJECT_DIR}_T2starmap.nii.gz",
-        s0=f"{SUBJECT_DIR}_S0map.nii.gz",
-        goodness=f"{SUBJECT_DIR}_desc-goodness_R2starmap.nii.gz",
+        r2star=out("r2star"),
+        r2star_json=out("r2star_json"),
+        t2star=out("t2star"),
+        s0=out("s0"),
+        goodness=out("r2star_goodness"),
     params:
-        subject=lambda w: subject(w).to_dict(),
-        method=config["relaxometry"]["method"],
+        settings=config["relaxometry"],
     threads: config["threads"]
     conda:
         "../envs/brainiron.yaml"
     log:
-        f"{DERIV}/logs/{{folder}}/{{key}}_relaxometry.log",
+        subject_log("relaxometry"),
     benchmark:
-        f"{DERIV}/benchmarks/{{folder}}/{{key}}_relaxometry.tsv",
+        subject_benchmark("relaxometry")
     resources:
         mem_mb=config["relaxometry"]["mem_mb"],
     script:
-        "../scripts/step.py"
+        "../scripts/relaxometry.py"

@@ -1,16 +1,18 @@
-# Group tables: every subject's regional statistics in one long and one wide table.
+# Group tables: every subject's regional statistics in one long and one wide table, the
+# group comparison, and the final check.
+
 
 rule group:
     input:
-        stats=all_stats,
+        stats=subject_outputs("regions_stats"),
     output:
-        regions=f"{DERIV}/group/regions.tsv",
-        regions_json=f"{DERIV}/group/regions.json",
-        wide=f"{DERIV}/group/regions_wide.tsv",
-        wide_json=f"{DERIV}/group/regions_wide.json",
-        failed=f"{DERIV}/group/failed.tsv",
-        ignored=f"{DERIV}/group/ignored.tsv",
-        description=f"{DERIV}/dataset_description.json",
+        regions=group_out("regions"),
+        regions_json=group_out("regions_json"),
+        wide=group_out("regions_wide"),
+        wide_json=group_out("regions_wide_json"),
+        failed=group_out("failed"),
+        ignored=group_out("ignored"),
+        description=group_out("dataset_description"),
     params:
         participants=lambda w: str(Path(BIDS_DIR) / "participants.tsv"),
         failed=failed_subjects,
@@ -19,74 +21,48 @@ rule group:
     conda:
         "../envs/brainiron.yaml"
     log:
-        f"{DERIV}/logs/group.log",
+        group_log("group"),
     benchmark:
-        f"{DERIV}/benchmarks/group.tsv",
+        group_benchmark("group")
     resources:
         mem_mb=2000,
     script:
-        "../scripts/step.py"
+        "../scripts/group.py"
 
 
 rule compare:
     input:
-        regions=f"{DERIV}/group/regions.tsv",
+        regions=group_out("regions"),
     output:
-        tsv=f"{DERIV}/group/group_comparison.tsv",
-        json=f"{DERIV}/group/group_comparison.json",
+        tsv=group_out("group_comparison"),
+        json=group_out("group_comparison_json"),
     params:
         settings=config["group_comparison"],
     conda:
         "../envs/brainiron.yaml"
     log:
-        f"{DERIV}/logs/compare.log",
+        group_log("compare"),
     benchmark:
-        f"{DERIV}/benchmarks/compare.tsv",
+        group_benchmark("compare")
     resources:
         mem_mb=2000,
     script:
-        "../scripts/step.py"
-
-
-rule report:
-    input:
-        regions=f"{DERIV}/group/regions.tsv",
-        comparison=f"{DERIV}/group/group_comparison.tsv",
-        failed=f"{DERIV}/group/failed.tsv",
-        description=f"{DERIV}/dataset_description.json",
-        labels=lambda w: [subject_file(s, f"space-individual_atlas-{ATLAS}_dseg.nii.gz")
-                          for s in subjects()],
-        qc=lambda w: [subject_file(s, "desc-registration_qc.json") for s in subjects()],
-    output:
-        f"{DERIV}/report/index.html",
-    params:
-        phantom_truth=f"{BIDS_DIR}/derivatives/phantom-truth" if PHANTOM else "",
-        bids_dir=BIDS_DIR,
-    conda:
-        "../envs/brainiron.yaml"
-    log:
-        f"{DERIV}/logs/report.log",
-    benchmark:
-        f"{DERIV}/benchmarks/report.tsv",
-    resources:
-        mem_mb=2000,
-    script:
-        "../scripts/step.py"
+        "../scripts/compare.py"
 
 
 rule check:
     input:
-        failed=f"{DERIV}/group/failed.tsv",
-        report=f"{DERIV}/report/index.html",
+        failed=group_out("failed"),
+        report=group_out("report"),
     output:
-        f"{DERIV}/logs/check.json",
+        group_out("check"),
     conda:
         "../envs/brainiron.yaml"
     log:
-        f"{DERIV}/logs/check.log",
+        group_log("check"),
     benchmark:
-        f"{DERIV}/benchmarks/check.tsv",
+        group_benchmark("check")
     resources:
         mem_mb=500,
     script:
-        "../scripts/step.py"
+        "../scripts/check.py"

@@ -1,0 +1,229 @@
+"""Validation: read a subject's voxels and check values and units.
+
+Runs in the workflow's ``validate`` rule (it reads every voxel, so not at planning time);
+problems are one-line :class:`~brainiron.errors.InputError` messages that name the file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..io import load_nifti
+from .subject import MAP_UNITS, TABLE_MAP, Subject
+
+__all__ = ["UNIT_FACTORS", "ValidatedSubject", "load_map", "read_contrast", "read_map",
+           "validate_subject"]
+
+#: Declared units we understand, as the factor to the canonical unit.
+UNIT_FACTORS = {
+    "Chimap": {"ppm": 1.0, "ppb": 1e-3},
+    "R2starmap": {"1/s": 1.0, "s-1": 1.0, "s^-1": 1.0, "hz": 1.0, "1/ms": 1e3},
+    "T2starmap": {"s": 1.0, "ms": 1e-3},
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Validation of values and units
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ValidatedSubject:
+    """Facts established by :func:`validate_subject` (JSON-serialisable via ``to_dict``)."""
+
+    key: str
+    unit_factors: dict[str, float]
+    shape: tuple[int, int, int]
+    affine: list[list[float]]
+    voxel_size_mm: tuple[float, float, float]
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _finite_checks(data: np.ndarray, path: Path, what: str) -> np.ndarray:
+    """Raise for all-NaN / Inf / all-zero images; return the finite non-zero values."""
+    if np.isinf(data).any():
+        raise InputError(path, f"{what} contains {int(np.isinf(data).sum())} infinite values; "
+                               "replace them with NaN or 0 outside the brain")
+    finite = np.isfinite(data)
+    if not finite.any():
+        raise InputError(path, f"{what} is all NaN")
+    values = data[finite & (data != 0)]
+    if values.size == 0:
+        raise InputError(path, f"{what} is all zero")
+    return values
+
+
+def _declared_factor(kind: str, declared: str, path: Path) -> float:
+    if not declared:
+        return 1.0
+    factors = UNIT_FACTORS[kind]
+    key = declared.strip().lower().replace(" ", "")
+    if key in factors:
+        return factors[key]
+    if kind == "R2starmap" and key in ("ms", "s"):
+        raise InputError(path, f"Units {declared!r}: this is a T2* map, not R2* (1/s); name it "
+                               "_T2starmap (in s)")
+    raise InputError(path, f"unknown units {declared!r} for {kind} (expected "
+                           f"{' or '.join(factors)})")
+
+
+def read_map(path: str | os.PathLike, kind: str, factor: float = 1.0
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Read a quantitative map in canonical units (χ ppm, R2* 1/s; T2* becomes R2*).
+
+    Parameters
+    ----------
+    path : path
+        The map's NIfTI file.
+    kind : {"Chimap", "R2starmap", "T2starmap"}
+    factor : float
+        Factor from the declared units to the canonical ones (ppb → ppm: 1e-3), as
+        established by :func:`validate_subject` (``unit_factors``).
+
+    Returns
+    -------
+    data : ndarray, float32
+        Values in ppm (χ) or 1/s (R2*, also for a T2* map: R2* = 1/T2*, NaN where T2* <= 0).
+    affine : (4, 4) ndarray
+    """
+    data, img = load_nifti(path)
+    data *= np.float32(factor)
+    if kind == "T2starmap":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            data = np.where(data > 0, 1.0 / data, np.nan).astype(np.float32)
+    return data, img.affine
+
+
+def read_contrast(path: str | os.PathLike, kind: str, unit_factors: Mapping[str, float]
+                  ) -> tuple[np.ndarray, str]:
+    """The map the dentate and the refinement are segmented on, and its table name.
+
+    Parameters
+    ----------
+    path : path
+    kind : {"Chimap", "R2starmap", "T2starmap", "derived"}
+        A subject's raw map (read in canonical units with its ``unit_factors`` entry), or
+        ``derived``: the R2* map fitted by the workflow (1/s).
+    unit_factors : mapping
+        ``unit_factors`` of the validated inputs.
+
+    Returns
+    -------
+    values : ndarray, float32
+        ppm (χ) or 1/s (R2*).
+    name : str
+        ``Chimap`` or ``R2starmap`` (a T2* map is read as R2*).
+    """
+    if kind == "derived":
+        values, _ = load_nifti(path)
+        return values, "R2starmap"
+    values, _ = read_map(path, kind, unit_factors.get(kind, 1.0))
+    return values, TABLE_MAP[kind]
+
+
+def load_map(subject: Subject, kind: str, factor: float | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Load a subject's map in canonical units (:func:`read_map`).
+
+    Parameters
+    ----------
+    subject : Subject
+    kind : {"Chimap", "R2starmap", "T2starmap"}
+    factor : float, optional
+        Unit factor established by :func:`validate_subject`; default from the sidecar's
+        declared ``Units``.
+    """
+    path = subject.maps[kind]
+    if factor is None:
+        factor = _declared_factor(kind, subject.units.get(kind, ""), path)
+    return read_map(path, kind, factor)
+
+
+def validate_subject(subject: Subject, field_strength: float = 3.0) -> ValidatedSubject:
+    """Read a subject's images and check their values and units.
+
+    Checks: readable voxels (truncated files), no Inf, not all NaN, not all zero; χ maps in
+    ppm (not ppb); R2* maps in 1/s (not a T2* map in ms); T2* maps in s (not ms); magnitude
+    echoes non-negative and of one grid.
+
+    Parameters
+    ----------
+    subject : Subject
+        From :func:`discover`, without errors.
+    field_strength : float
+        B0 in tesla when the sidecars do not say (used by the R2* plausibility check).
+
+    Returns
+    -------
+    ValidatedSubject
+
+    Raises
+    ------
+    InputError
+        The first problem found, naming the file.
+    """
+    if subject.errors:
+        raise InputError(None, subject.errors[0])
+    b0 = subject.field_strength or field_strength
+    factors: dict[str, float] = {}
+    notes: list[str] = []
+    ref_img = None
+    for kind, path in subject.maps.items():
+        data, img = load_nifti(path)
+        ref_img = ref_img or img
+        values = _finite_checks(data, path, f"the {kind}")
+        factor = _declared_factor(kind, subject.units.get(kind, ""), path)
+        values = values * factor
+        factors[kind] = factor
+        if factor != 1.0:
+            notes.append(f"{path.name}: converted from {subject.units[kind]} to "
+                         f"{MAP_UNITS[kind]} (x{factor:g})")
+        big = float(np.percentile(np.abs(values), 99.5))
+        median = float(np.median(values[values > 0])) if np.any(values > 0) else 0.0
+        if kind == "Chimap" and big > 5.0:
+            raise InputError(path, f"chi values reach {big:.3g} (99.5th percentile of |chi|): "
+                                   "this looks like ppb, not ppm; BIDS Chimap is in ppm "
+                                   "(divide by 1000, or declare \"Units\": \"ppb\" in the "
+                                   "sidecar)")
+        if kind == "R2starmap":
+            # In-brain R2* has a median of ~15-30 1/s at 1.5-3 T; a T2* map in ms has ~40-60.
+            # The limit grows with B0; at 7 T the two overlap and the check stays quiet.
+            limit = 38.0 * max(1.0, b0 / 3.0)
+            if b0 <= 3.5 and median > limit:
+                raise InputError(path, f"median R2* {median:.3g} 1/s is implausible at "
+                                       f"{b0:g} T; is this a T2* map in ms? (R2* in 1/s "
+                                       "expected, ~15-30 in brain)")
+            if median > 0 and median < 0.5:
+                raise InputError(path, f"median R2* {median:.3g} looks like 1/ms or a T2* "
+                                       "map in s; R2* must be in 1/s")
+        if kind == "T2starmap" and median > 1.0:
+            raise InputError(path, f"median T2* {median:.3g} looks like milliseconds; BIDS "
+                                   "requires seconds (divide by 1000, or declare \"Units\": "
+                                   "\"ms\")")
+    for k, path in enumerate(subject.megre, start=1):
+        data, img = load_nifti(path)
+        ref_img = ref_img or img
+        _finite_checks(data, path, f"MEGRE echo-{k}")
+        if np.isnan(data).any():
+            raise InputError(path, "magnitude image contains NaN values")
+        if float(data.min()) < 0:
+            raise InputError(path, "negative values in a magnitude image (is this a phase "
+                                   "image? name it part-phase)")
+    if subject.t1w is not None:
+        data, img = load_nifti(subject.t1w)
+        ref_img = ref_img or img
+        _finite_checks(data, subject.t1w, "the T1w")
+    grid = ref_img
+    return ValidatedSubject(
+        key=subject.key, unit_factors=factors, shape=tuple(int(s) for s in grid.shape[:3]),
+        affine=np.asarray(grid.affine).tolist(),
+        voxel_size_mm=tuple(float(z) for z in grid.header.get_zooms()[:3]), notes=notes)

@@ -1,0 +1,107 @@
+"""Every derivative path, from one specification (``data/io_spec.json``).
+
+Rules, steps and the report take their paths from here; nothing else spells a derivative
+name (smriprep's ``io_spec.json`` and snakebids' ``bids()`` are the models). A subject output
+lives in ``<deriv>/sub-<label>[/ses-<label>]/anat/`` and is named
+``sub-<label>[_ses-<label>]_<entities>_<suffix><extension>`` with the entities in the order
+the specification gives; a group output at a fixed path under ``<deriv>``.
+
+Two forms of the same names:
+
+* :func:`subject_path` — a concrete path for one subject (``key`` ``sub-01`` or
+  ``sub-01_ses-2``);
+* :func:`subject_pattern` — the Snakemake pattern with ``{folder}`` and ``{key}`` wildcards.
+
+Examples
+--------
+>>> subject_path("out/brainiron", "dseg", "sub-01_ses-2")
+PosixPath('out/brainiron/sub-01/ses-2/anat/sub-01_ses-2_space-individual_atlas-CIT168_dseg.nii.gz')
+>>> group_path("out/brainiron", "regions")
+PosixPath('out/brainiron/group/regions.tsv')
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+__all__ = [
+    "ATLAS",
+    "TEMPLATE",
+    "folder_of",
+    "group_path",
+    "log_path",
+    "names",
+    "split_key",
+    "subject_name",
+    "subject_path",
+    "subject_pattern",
+]
+
+
+@cache
+def _spec() -> dict:
+    return json.loads(resources.files("brainiron").joinpath("data/io_spec.json").read_text())
+
+
+TEMPLATE: str = _spec()["template"]
+ATLAS: str = _spec()["atlas"]
+
+
+def names() -> dict[str, tuple[str, ...]]:
+    """The output names of each section: ``{"subject": (...), "group": (...)}``."""
+    spec = _spec()
+    return {section: tuple(spec[section]) for section in ("subject", "group", "logs")}
+
+
+def folder_of(key: str) -> str:
+    """``sub-01`` → ``sub-01``; ``sub-01_ses-2`` → ``sub-01/ses-2``."""
+    return key.replace("_ses-", "/ses-", 1)
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """``sub-01_ses-2`` → (``sub-01``, ``ses-2``); ``sub-01`` → (``sub-01``, ``""``)."""
+    participant, _, session = key.partition("_")
+    return participant, session
+
+
+def subject_name(name: str, key: str) -> str:
+    """The file name of subject output ``name`` for ``key`` (no folder)."""
+    try:
+        entry = _spec()["subject"][name]
+    except KeyError:
+        raise KeyError(f"no subject output {name!r} in io_spec.json (known: "
+                       f"{', '.join(_spec()['subject'])})") from None
+    fill = {"template": TEMPLATE, "atlas": ATLAS}
+    parts = [key, *(f"{k}-{v.format(**fill)}" for k, v in entry["entities"].items()),
+             entry["suffix"]]
+    return "_".join(parts) + entry["extension"]
+
+
+def subject_path(deriv: str | os.PathLike, name: str, key: str) -> Path:
+    """Path of subject output ``name`` (a key of ``io_spec.json``'s ``subject``)."""
+    return Path(deriv) / folder_of(key) / "anat" / subject_name(name, key)
+
+
+def subject_pattern(deriv: str | os.PathLike, name: str) -> str:
+    """Snakemake pattern of subject output ``name``, with ``{folder}`` and ``{key}``."""
+    return f"{deriv}/{{folder}}/anat/" + subject_name(name, "{key}")
+
+
+def group_path(deriv: str | os.PathLike, name: str) -> Path:
+    """Path of group output ``name`` (a key of ``io_spec.json``'s ``group``)."""
+    try:
+        return Path(deriv) / _spec()["group"][name]
+    except KeyError:
+        raise KeyError(f"no group output {name!r} in io_spec.json") from None
+
+
+def log_path(deriv: str | os.PathLike, name: str, **wildcards: str) -> str:
+    """Log or benchmark path (``subject_log``, ``subject_benchmark``, ``group_log``,
+    ``group_benchmark``); wildcards not given stay as Snakemake wildcards."""
+    pattern = _spec()["logs"][name]
+    fill = {w: wildcards.get(w, f"{{{w}}}") for w in ("folder", "key", "rule")}
+    return f"{deriv}/" + pattern.format(**fill)
