@@ -28,6 +28,11 @@ except BrainironError as exc:
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+wildcard_constraints:
+    folder=r"sub-[a-zA-Z0-9]+(/ses-[a-zA-Z0-9]+)?",
+    key=r"sub-[a-zA-Z0-9]+(_ses-[a-zA-Z0-9]+)?",
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/relaxometry.smk"

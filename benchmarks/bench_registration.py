@@ -15,7 +15,7 @@ On one phantom subject per resolution (``brainiron.phantom.generate_phantom``, T
 displacement up to 5 mm, bias field, noise), the subject's T1w is the fixed image and the
 MNI152NLin2009cAsym T1 template the moving one. Methods:
 
-* ``brainiron``: ``brainiron.registration.register_to_template`` with the settings of
+* ``brainiron``: ``brainiron.registration.register`` (T1w) with the settings of
   ``config/config.yaml`` → ``registration`` (what the workflow's ``register`` rule runs, QC and
   the composed forward field included), then ``warp_labels`` (genericLabel);
 * ``syn``: ``ants.registration(type_of_transform="SyN")`` (ANTsPy defaults);
@@ -85,7 +85,7 @@ GROUPS = {"SN": [1, 2], "RN": [3], "STN": [4], "GPe": [5], "GPi": [6], "Pu": [7]
           "Thal": [9]}
 SMALL = ("SN", "RN", "STN")
 METHODS = {
-    "brainiron": "brainiron register_to_template (config.yaml defaults) + warp_labels",
+    "brainiron": "brainiron register (config.yaml defaults) + warp_labels",
     "syn": 'ants.registration(type_of_transform="SyN") defaults',
     "quick_s": "antsRegistrationSyNQuick[s]",
     "syn_s": "antsRegistrationSyN[s]",
@@ -139,8 +139,8 @@ def run_worker(spec: dict) -> dict:
                 settings = dataclasses.replace(settings, **spec["overrides"])
             base_rss = _rss_mb()
             t0 = time.perf_counter()
-            reg = registration.register_to_template(image, affine, tmp / "reg", settings,
-                                                    mask=None, contrast="T1w")
+            reg = registration.register(image, affine, tmp / "reg", settings,
+                                        contrast="T1w")
             t_reg = time.perf_counter() - t0
             t1 = time.perf_counter()
             warped = registration.warp_labels(image.shape, affine, reg.forward)

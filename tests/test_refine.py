@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import ndimage
 
@@ -165,8 +166,8 @@ def test_affine_only_registration_gets_better(phantom_dir, tmp_path):
             / f"sub-{sub}_space-individual_atlas-CIT168_dseg.nii.gz").dataobj).astype(np.int16)
         t1 = nib.load(anat / f"sub-{sub}_T1w.nii.gz")
         chi = nib.load(anat / f"sub-{sub}_Chimap.nii.gz")
-        result = reg.register_to_template(t1.get_fdata(dtype=np.float32), t1.affine,
-                                          tmp_path / sub, settings)
+        result = reg.register(t1.get_fdata(dtype=np.float32), t1.affine, tmp_path / sub,
+                              settings, contrast="T1w")
         labels = reg.warp_labels(truth.shape, chi.affine, result.forward)
         before = _dices(labels, truth)
         assert before["SN"] < 0.9, before  # the registration is imperfect, as intended
@@ -215,3 +216,48 @@ def test_label_on_dark_tissue_is_left_alone():
         assert row["status"] == expected, (offset, info)
         assert row["contrast_sd"] > 100  # the blob is real contrast: only the check stops it
         assert np.array_equal(refined, labels) == (expected != "refined")
+
+
+def test_describe_follows_the_settings():
+    from brainiron import settings
+    from brainiron.refine import describe
+
+    assert DEFAULT_REFINED_REGIONS is settings.DEFAULT_REFINED_REGIONS
+    assert describe(settings.RefinementSettings()) == ""
+    text = describe(settings.RefinementSettings(enabled=True, regions=("RN", "STN"),
+                                                margin_voxels=2, min_contrast=4.5))
+    assert text == ("The boundaries of RN, STN were refined from the χ / R2* contrast (up to 2 "
+                    "voxel(s) outwards; a two-class threshold applied when the nucleus-surround "
+                    "contrast exceeded 4.5 noise SDs); the tables give both the atlas and the "
+                    "refined statistics.")
+
+
+def test_refine_labels_uses_the_settings_and_keeps_the_labels_on_failure():
+    from brainiron.refine import qc_table, refine_labels
+    from brainiron.settings import RefinementSettings
+
+    shape = (30, 30, 30)
+    ijk = np.indices(shape)
+    labels = np.zeros(shape, np.int16)
+    labels[np.sqrt(((ijk - 15) ** 2).sum(0)) <= 3] = 3  # RN left, r = 3 voxels
+    values = np.where(np.sqrt(((ijk - 15 - np.array([1, 0, 0])[:, None, None, None]) ** 2)
+                              .sum(0)) <= 3, 0.2, 0.01)
+    values = values + np.random.default_rng(1).normal(0, 0.002, shape)
+    values[0, 0, 0] = np.nan  # missing values are zeroed, not an error
+    settings = RefinementSettings(enabled=True, regions=("RN",), margin_voxels=2)
+    refined, info = refine_labels(labels, values, settings, (1.0, 1.0, 1.0))
+    expected, expected_info = refine_nuclei(labels, np.nan_to_num(values), regions=("RN",),
+                                            margin_voxels=2)
+    assert np.array_equal(refined, expected)
+    pd.testing.assert_frame_equal(info, expected_info)
+    assert "refined" in set(info["status"])
+
+    table = qc_table(info, "Chimap", "ppm")
+    assert list(table.columns[:2]) == ["map", "units"] and (table["units"] == "ppm").all()
+    assert table["label_indices"].tolist() == ["3", "13"]
+    assert isinstance(info["label_indices"].iloc[0], list)  # info is not modified
+
+    failed, why = refine_labels(labels, values[:-1], settings, (1.0, 1.0, 1.0))
+    assert failed is labels
+    assert why["status"].iloc[0].startswith("failed: ValueError: labels (30, 30, 30)")
+    assert qc_table(why, "Chimap", "ppm")["label_indices"].tolist() == [""]

@@ -211,15 +211,15 @@ def test_nlls_finds_the_global_minimum_at_low_snr():
 
 def test_minimiser_converges_from_the_bounds():
     """The safeguarded Newton iteration reaches the optimum from either end of the bounds."""
-    from brainiron import relaxometry as rx
+    from brainiron.relaxometry import solvers
 
     tr = (DTE * np.arange(8)).astype(np.float32)
     r2 = np.linspace(5, 300, 500).astype(np.float32)
     sig = np.exp(-np.outer(tr, r2)).astype(np.float32)
     for start, dt in ((0.0, None), (1000.0, None), (0.0, DTE), (1000.0, DTE)):
         with np.errstate(all="ignore"):
-            est, _, _ = rx._minimise(rx._eval_plain, sig, tr, np.full_like(r2, start), 0.0,
-                                     1000.0, 20, rx._Workspace(8, 500, dt))
+            est, _, _ = solvers.minimise(solvers.eval_plain, sig, tr, np.full_like(r2, start),
+                                         0.0, 1000.0, 20, solvers.Workspace(8, 500, dt))
         np.testing.assert_allclose(est, r2, rtol=2e-5, err_msg=f"start {start}, dt {dt}")
 
 
@@ -384,3 +384,24 @@ def test_bad_inputs_raise_input_error(kwargs, message):
         fit_r2star(**kwargs)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_describe_states_method_and_count():
+    from brainiron.relaxometry import describe
+
+    assert describe("nlls", 3) == ("R2* was fitted from the multi-echo GRE magnitude (nlls) for 3 "
+                                   "subject session(s) without an R2* map.")
+    assert "(arlo)" in describe("arlo", 1)
+    assert describe("nlls", 0) == ""
+
+
+def test_r2star_sidecar_records_the_fit():
+    from brainiron import __version__
+    from brainiron.relaxometry import r2star_sidecar
+
+    fit = fit_r2star(GOOD, TE6, method="loglinear")
+    side = r2star_sidecar(fit, 3.0, ["e1.nii.gz", "e2.nii.gz"])
+    assert side["Units"] == "1/s" and side["FitMethod"] == "loglinear"
+    assert side["EchoTime"] == list(fit.echo_times) and side["MagneticFieldStrength"] == 3.0
+    assert side["Sources"] == ["e1.nii.gz", "e2.nii.gz"]
+    assert side["GeneratedBy"] == {"Name": "brainiron", "Version": __version__}

@@ -22,13 +22,18 @@ from matplotlib.image import imread
 
 from brainiron import atlas, generate_phantom, norms, regional_stats
 from brainiron.io import read_tsv, write_json, write_tsv
+from brainiron.references import reference, references
 from brainiron.report import (
     REGION_COLOURS,
+    SubjectInputs,
     build_report,
     group_figures,
+    methods_text,
     nuclei_cut_coords,
+    number_citations,
     subject_overlays,
 )
+from brainiron.settings import Settings
 
 CHROMIUM = Path("/usr/bin/chromium")
 CALIBRATIONS = {"Chimap": "langkammer2012_chi", "R2starmap": "gelman1999_invivo_r2star"}
@@ -136,13 +141,41 @@ def workspace(tmp_path_factory) -> dict:
     write_json({"Name": "brainiron regional iron", "DatasetType": "derivative",
                 "GeneratedBy": [{"Name": "brainiron", "Configuration": config}]},
                deriv / "dataset_description.json")
-    return {"root": root, "bids": bids, "truth": truth, "deriv": deriv, "regions": regions}
+    return {"root": root, "bids": bids, "truth": truth, "deriv": deriv, "regions": regions,
+            "pids": list(people["participant_id"])}
+
+
+def _group_inputs(deriv: Path) -> dict:
+    """The group tables and dataset description, as the report rule names them."""
+    group = deriv / "group"
+    return {"regions": group / "regions.tsv", "comparison": group / "group_comparison.tsv",
+            "failed": group / "failed.tsv", "ignored": group / "ignored.tsv",
+            "description": deriv / "dataset_description.json"}
+
+
+def _subject(deriv: Path, key: str, raw: Path, pid: str) -> SubjectInputs:
+    """A subject's QC and labels in ``deriv``; its T1w, χ and R2* images in ``raw``."""
+    return SubjectInputs.from_layout(
+        deriv, key, registration_image=raw / f"{pid}_T1w.nii.gz",
+        maps={m: raw / f"{pid}_{m}.nii.gz" for m in UNITS})
+
+
+def _subjects(workspace: dict, bids: Path | None = None) -> list[SubjectInputs]:
+    bids = workspace["bids"] if bids is None else bids
+    return [_subject(workspace["deriv"], pid, bids / pid / "anat", pid)
+            for pid in workspace["pids"]]
+
+
+def _truth_tables(workspace: dict) -> list[Path]:
+    return [workspace["truth"] / pid / "anat" / f"{pid}_desc-truth_regions.tsv"
+            for pid in workspace["pids"]]
 
 
 @pytest.fixture(scope="module")
 def report(workspace) -> Path:
     out = workspace["deriv"] / "report" / "index.html"
-    return build_report(workspace["deriv"], out, phantom_truth=workspace["truth"])
+    return build_report(out, _subjects(workspace), **_group_inputs(workspace["deriv"]),
+                        phantom_truth=_truth_tables(workspace))
 
 
 # --------------------------------------------------------------------------------------------
@@ -400,8 +433,10 @@ def test_report_degrades_without_iron_or_comparison(workspace, tmp_path):
     regions = read_tsv(deriv / "group" / "regions.tsv")
     keep = [c for c in regions.columns if "iron" not in c and not c.startswith("calibration")]
     write_tsv(regions[keep], deriv / "group" / "regions.tsv")
-    out = build_report(deriv, tmp_path / "index.html", overlays=False,
-                       config={"maps": ["Chimap"], "bids_dir": "/data/ds"})
+    subjects = [_subject(deriv, pid, workspace["bids"] / pid / "anat", pid)
+                for pid in workspace["pids"]]
+    out = build_report(tmp_path / "index.html", subjects, **_group_inputs(deriv),
+                       overlays=False, config={"maps": ["Chimap"], "bids_dir": "/data/ds"})
     page, text = _parse(out)
     assert "No group/group_comparison.tsv" in text
     assert "iron table skipped" in text and "iron-versus-age figures skipped" in text
@@ -413,17 +448,18 @@ def test_report_degrades_without_iron_or_comparison(workspace, tmp_path):
                                 re.S).group(1).replace("&quot;", '"'))["bids_dir"] == "/data/ds"
 
 
-def test_report_finds_moved_inputs_through_bids_dir(workspace, tmp_path):
-    """Recorded input paths that no longer exist are looked up in ``bids_dir``."""
+def test_report_draws_the_images_it_is_given(workspace, tmp_path):
+    """The report reads the image paths it is given (it searches no folder): images that do
+    not exist (a moved dataset) are noted, not fatal; the moved copies are drawn."""
     bids = tmp_path / "moved"
     shutil.copytree(workspace["bids"] / "sub-01", bids / "sub-01")
     deriv = tmp_path / "brainiron"
     shutil.copytree(workspace["deriv"] / "sub-01", deriv / "sub-01")
-    for sidecar in (deriv / "sub-01" / "anat").glob("*.json"):
-        sidecar.write_text(sidecar.read_text().replace(str(workspace["bids"]), "/gone"))
-    page, text = _parse(build_report(deriv, tmp_path / "a.html"))
+    gone = [_subject(deriv, "sub-01", Path("/gone/sub-01/anat"), "sub-01")]
+    page, text = _parse(build_report(tmp_path / "a.html", gone, **_group_inputs(deriv)))
     assert not page.images and text.count("image not found") == 3  # T1w, χ, R2*
-    page, text = _parse(build_report(deriv, tmp_path / "b.html", bids_dir=bids))
+    moved = [_subject(deriv, "sub-01", bids / "sub-01" / "anat", "sub-01")]
+    page, text = _parse(build_report(tmp_path / "b.html", moved, **_group_inputs(deriv)))
     assert len(page.images) == 3 and "image not found" not in text
     assert "regions.tsv is missing or unreadable" in text
 
@@ -468,7 +504,102 @@ def test_report_with_sessions(workspace, tmp_path):
     regions = workspace["regions"]
     regions = regions[regions["participant_id"] == "sub-01"].assign(session_id="ses-1")
     write_tsv(regions, deriv / "group" / "regions.tsv")
-    page, text = _parse(build_report(deriv, tmp_path / "index.html"))
+    subjects = [_subject(deriv, "sub-01_ses-1", workspace["bids"] / "sub-01" / "anat",
+                         "sub-01")]
+    page, text = _parse(build_report(tmp_path / "index.html", subjects,
+                                     **_group_inputs(deriv)))
     assert [r[0] for r in page.tables["qc-table"]["rows"]] == ["sub-01_ses-1"]
     assert 'id="sub-01_ses-1"' in text
     assert len(page.images) == 2 * 2 + 3  # two figures per map, three overlays
+
+
+# --------------------------------------------------------------------------------------------
+# Methods text and references
+# --------------------------------------------------------------------------------------------
+
+
+def test_number_citations_in_order_of_first_use():
+    text, keys = number_citations("a [@fonov] b [@avants; @fonov] c [@cal:invivo_chi] [x]")
+    assert text == "a [1] b [2, 1] c [3] [x]"
+    assert keys == ["fonov", "avants", "cal:invivo_chi"]
+
+
+def test_references_table_and_calibration_keys():
+    table = references()
+    assert {"fonov", "pauli", "fischl", "avants", "hallgren", "bh"} <= set(table.index)
+    assert list(table.columns) == ["citation", "doi"]
+    assert table["citation"].str.len().gt(40).all()
+    assert reference("fonov").startswith("Fonov V") and "NeuroImage 54:313-327" in \
+        reference("fonov") and reference("fonov").endswith("doi:10.1016/j.neuroimage.2010.07.033")
+    cal = norms.calibrations().loc["langkammer2012_chi"]
+    assert reference("cal:langkammer2012_chi") == f"{cal['source']} doi:{cal['doi']}"
+    assert "doi:" not in reference("cal:invivo_chi")  # no DOI in the table
+    with pytest.raises(KeyError, match="references.tsv"):
+        reference("nobody2024")
+    with pytest.raises(KeyError, match="calibrations.tsv"):
+        reference("cal:nothing")
+
+
+def test_methods_text_from_each_stage():
+    """Every stage's sentence, only for the stages that ran; every marker resolves."""
+    settings = Settings.from_config({"refinement": {"enabled": True},
+                                     "chi_reference": "wholebrain"})
+    text = methods_text(settings, data="the BIDS dataset", maps=["Chimap", "R2starmap"],
+                        kinds=["T1w"], chi_template=False, n_fitted=2,
+                        calibrations=["langkammer2012_chi"], covariates="age, sex")
+    for phrase in ("Regional values of magnetic susceptibility", "MNI152NLin2009cAsym",
+                   "dentate nucleus", "were refined", "(nlls) for 2 subject session(s)",
+                   "whole brain", "langkammer2012_chi", "covariates (age, sex)"):
+        assert phrase in text, phrase
+    numbered, keys = number_citations(text)
+    assert "[@" not in numbered
+    assert keys[:2] == ["fonov", "avants"] and "cal:langkammer2012_chi" in keys
+    assert {"pauli", "fischl", "hallgren", "bh"} <= set(keys)
+    assert all(reference(k) for k in keys)
+    plain = methods_text(Settings(), data="the BIDS dataset", maps=["Chimap"], kinds=["T1w"],
+                         chi_template=False, n_fitted=0, calibrations=[], covariates=None)
+    for phrase in ("refined", "fitted", "whole brain", "calibration", "Groups were compared"):
+        assert phrase not in plain, phrase
+
+
+def test_assets_are_package_data():
+    from brainiron.report.html import asset, page
+
+    assert "table.data" in asset("report.css") and "imagesLoaded" in asset("report.js")
+    out = page([("a", "A & B", "<p>x</p>")], title="t", subtitle="s")
+    assert "$" not in out and '<h2 id="a">A &amp; B</h2><p>x</p>' in out
+    assert '<nav><a href="#a">A &amp; B</a></nav>' in out
+
+
+def test_fitted_r2star_is_in_the_methods(workspace, tmp_path):
+    """Subjects whose R2* map is ``derived`` (fitted by brainiron) are counted in the methods;
+    the fitted map is drawn as R2*."""
+    raw = {pid: workspace["bids"] / pid / "anat" for pid in workspace["pids"]}
+    subjects = [SubjectInputs.from_layout(
+        workspace["deriv"], pid, registration_image=raw[pid] / f"{pid}_T1w.nii.gz",
+        maps={"Chimap": (raw[pid] / f"{pid}_Chimap.nii.gz", "Chimap"),
+              "R2starmap": (raw[pid] / f"{pid}_R2starmap.nii.gz", "derived")})
+        for pid in workspace["pids"]]
+    _, text = _parse(build_report(tmp_path / "index.html", subjects, overlays=False,
+                                  **_group_inputs(workspace["deriv"])))
+    methods = re.search(r'<p id="methods-text">(.*?)</p>', text, re.S).group(1)
+    assert "R2* was fitted from the multi-echo GRE magnitude (nlls) for 2 subject session(s)" \
+        in methods
+
+
+def test_report_step_pairs_each_subject_with_its_files():
+    from brainiron.steps.report import subject_inputs
+
+    subjects = [["sub-01", [["Chimap", "Chimap"], ["R2starmap", "derived"]]],
+                ["sub-02", [["Chimap", "Chimap"]]]]
+    made = subject_inputs(subjects, ["q1", "q2"], ["l1", "l2"], ["r1", "r2"],
+                          ["c1", "f1", "c2"])
+    assert [s.key for s in made] == ["sub-01", "sub-02"]
+    assert made[0].map_files() == {"Chimap": (Path("c1"), "Chimap"),
+                                   "R2starmap": (Path("f1"), "derived")}
+    assert made[1].map_files() == {"Chimap": (Path("c2"), "Chimap")}
+    assert (made[1].qc, made[1].labels, made[1].registration_image) == ("q2", "l2", "r2")
+    with pytest.raises(ValueError, match="out of step"):
+        subject_inputs(subjects, ["q1", "q2"], ["l1", "l2"], ["r1", "r2"], ["c1", "f1"])
+    with pytest.raises(ValueError, match="out of step"):
+        subject_inputs(subjects, ["q1"], ["l1", "l2"], ["r1", "r2"], ["c1", "f1", "c2"])

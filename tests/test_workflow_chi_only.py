@@ -3,7 +3,7 @@
 The phantom's subjects get a χ map and nothing else (no T1w, no magnitude, no R2* map), and
 the run switches refinement on. One run (2 subjects at 3 mm) serves every test. The same
 subjects with a T1w are tested in test_workflow.py; the per-subject comparison of the χ and
-the T1w registrations is in test_chitemplate.py.
+the T1w registrations is in test_registration_templates.py.
 """
 
 import json

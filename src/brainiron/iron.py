@@ -24,7 +24,7 @@ References
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_CALIBRATIONS",
     "add_iron",
     "add_norms",
+    "describe",
     "iron_from_value",
     "value_from_iron",
 ]
@@ -187,3 +188,42 @@ def add_norms(table: pd.DataFrame, norms_table: pd.DataFrame | None = None) -> p
     out["iron_z"] = (iron - expected) / sd
     out["norm_source"] = source
     return out
+
+
+def _calibration_text(name: str, cal_table: pd.DataFrame) -> str:
+    if name not in cal_table.index:
+        return f"{name} (not in brainiron's calibration table)"
+    row = cal_table.loc[name]
+    sign = "−" if float(row["intercept"]) < 0 else "+"
+    return (f"{name} ({row['map']} = {row['slope']:g} · Fe {sign} "
+            f"{abs(float(row['intercept'])):g} {row['units']}, {row['setting']}, "
+            f"{row['field_strength_T']:g} T; constants marked {row['mark']}) [@cal:{name}]")
+
+
+def describe(calibrations: Sequence[str], statistic: str) -> str:
+    """Methods text of the iron estimate (plain text, citation markers ``[@key]``).
+
+    Each calibration is cited as ``[@cal:<name>]``: its citation stays beside its constants
+    in ``data/calibrations.tsv`` (:func:`brainiron.references.reference` resolves it).
+
+    Parameters
+    ----------
+    calibrations : sequence of str
+        Names of the calibrations used (``data/calibrations.tsv``), in the tables' order.
+    statistic : str
+        Regional statistic converted to iron (``mean`` or ``median``).
+
+    Returns
+    -------
+    str
+        The iron and age-norm sentences of the report's methods paragraph.
+    """
+    cal_table = norms.calibrations()
+    texts = "; ".join(_calibration_text(name, cal_table) for name in calibrations)
+    return (f"Iron (mg/kg wet tissue) was estimated from the regional {statistic} through the "
+            f"calibration lines {texts}; R2* slopes are rescaled to the field strength (marks: "
+            "V read in the source, V2 read in a secondary source, R from memory of the paper, "
+            "D derived by brainiron). Calibrations are not valid in the thalamus and white "
+            "matter (myelin); such rows are flagged. Age-expected iron follows the exponential "
+            "model of Hallgren & Sourander [@hallgren], Fe = a·(1 − exp(−b·age)) + c, and "
+            "z-scores use its between-subject SD.")

@@ -50,21 +50,25 @@ References
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import ndimage
 
 from . import atlas
+from .settings import DEFAULT_REFINED_REGIONS, RefinementSettings
 
-__all__ = ["DEFAULT_REFINED_REGIONS", "nucleus_groups", "refine_nuclei"]
-
-#: The small iron-rich nuclei refined by default.
-DEFAULT_REFINED_REGIONS = ("SNc_PBP_VTA", "SNr", "RN", "STN")
+__all__ = ["DEFAULT_REFINED_REGIONS", "describe", "nucleus_groups", "qc_table", "refine_labels",
+           "refine_nuclei"]
 
 _MAD_TO_SD = 1.4826
 _FACE = ndimage.generate_binary_structure(3, 1)
 _FULL = ndimage.generate_binary_structure(3, 3)
+#: Columns of the table :func:`refine_nuclei` returns.
+_COLUMNS = ["region", "hemisphere", "label_indices", "status", "n_before", "n_after",
+            "added", "removed",
+            "nucleus_level", "surround_level", "threshold", "noise_sd", "contrast_sd"]
 
 
 def nucleus_groups(regions: Sequence[str] = DEFAULT_REFINED_REGIONS,
@@ -206,101 +210,221 @@ def refine_nuclei(labels: np.ndarray, values: np.ndarray,
         raise ValueError("margin_voxels must be >= 0")
     out = labels.copy()
     groups = nucleus_groups(regions)
-    columns = ["region", "hemisphere", "label_indices", "status", "n_before", "n_after",
-               "added", "removed",
-               "nucleus_level", "surround_level", "threshold", "noise_sd", "contrast_sd"]
     all_indices = [i for _, _, idx in groups for i in idx]
     present = np.isin(labels, all_indices)
     if not present.any():
         rows = [(n, h, idx, "skipped: label absent", 0, 0, 0, 0, *[np.nan] * 5)
                 for n, h, idx in groups]
-        return out, pd.DataFrame(rows, columns=columns)
+        return out, pd.DataFrame(rows, columns=_COLUMNS)
 
     # Work on a crop around the requested nuclei.
-    pad = margin_voxels + 3
-    ijk = np.argwhere(present)
-    lo = np.maximum(ijk.min(0) - pad, 0)
-    hi = np.minimum(ijk.max(0) + pad + 1, labels.shape)
-    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
-    lab = labels[box]
-    val = values[box]
-    valid = np.isfinite(val) & (val != 0)
-    group_id = np.zeros(lab.shape, np.int16)  # 1-based group number, 0 = none
-    lut = np.zeros(int(max(lab.max(), max(all_indices))) + 1, np.int16)
-    for g, (_, _, idx) in enumerate(groups, start=1):
-        lut[idx] = g
-    group_id[lab > 0] = lut[np.clip(lab[lab > 0], 0, lut.size - 1)]
-    # Nearest group voxel of every voxel: owner of unlabelled ring voxels, and the atomic
-    # label a joining voxel inherits.
-    zooms = tuple(float(z) for z in voxel_size_mm)
-    nearest = ndimage.distance_transform_edt(group_id == 0, sampling=zooms,
-                                             return_distances=False, return_indices=True)
-    owner = group_id[tuple(nearest)]
-    inherited = lab[tuple(nearest)]
-    free = (lab == 0) & valid
-    noise = _noise_sd(val, valid)
-    new = lab.copy()
-
+    box = _crop_box(present, margin_voxels + 3)
+    crop = _Crop.build(labels[box], values[box], groups, all_indices, voxel_size_mm)
+    new = crop.lab.copy()
     rows = []
     for g, (name, hemi, idx) in enumerate(groups, start=1):
-        mask = group_id == g
-        n_before = int(mask.sum())
-        if n_before == 0:
-            rows.append((name, hemi, idx, "skipped: label absent", 0, 0, 0, 0, *[np.nan] * 5))
-            continue
-        near = ndimage.binary_dilation(mask, _FACE, iterations=margin_voxels + 1)
-        ring = ndimage.binary_dilation(mask, _FACE, iterations=margin_voxels) & free \
-            & (owner == g)
-        pool = val[(mask & valid) | (near & free)]
-        if pool.size < 6:
-            rows.append((name, hemi, idx, "skipped: too few valid voxels", n_before, n_before, 0, 0,
-                         *[np.nan] * 5))
-            continue
-        threshold, nuc_level, bg_level = _two_class_threshold(
-            pool, float(np.percentile(val[mask & valid], 90)) if (mask & valid).any()
-            else np.nan,
-            float(np.median(val[near & free])) if (near & free).any() else np.nan)
-        # Noise: the largest of the neighbour-difference estimate (white noise), the robust
-        # spread within the two classes and that of the crop's unlabelled voxels (smooth
-        # noise, which neighbour differences underestimate: QSM inversion and interpolation
-        # correlate neighbouring voxels).
-        above = pool > threshold
-        within = _pooled_mad_sd(pool[above], pool[~above])
-        scale = max(noise, within)
-        contrast = (nuc_level - bg_level) / scale if scale > 0 else (
-            np.inf if nuc_level > bg_level else 0.0)
-        stats = (nuc_level, bg_level, threshold, scale, float(contrast))
-        if not contrast >= min_contrast:
-            rows.append((name, hemi, idx, f"skipped: contrast {contrast:.1f} SD < {min_contrast}",
-                         n_before, n_before, 0, 0, *stats))
-            continue
-        # The label must sit on the bright class: iron raises χ and R2*. A label on dark
-        # tissue beside bright unlabelled voxels (a vein) is misregistered, not refinable.
-        # (A quarter is enough: a label shifted by a voxel can be half off a small nucleus.)
-        inside = val[mask & valid]
-        if inside.size == 0 or np.mean(inside > threshold) < 0.25:
-            rows.append((name, hemi, idx, "skipped: the label is not on the bright class",
-                         n_before, n_before, 0, 0, *stats))
-            continue
-        candidates = mask | ring
-        nucleus = candidates & ((val > threshold) | (mask & ~valid))
-        nucleus = ndimage.binary_fill_holes(nucleus) & candidates
-        comp, n_comp = ndimage.label(nucleus, _FULL)
-        keep = np.zeros(n_comp + 1, bool)
-        keep[np.unique(comp[nucleus & mask])] = True
-        keep[0] = False
-        nucleus = keep[comp]
-        n_after = int(nucleus.sum())
-        added = nucleus & ~mask
-        removed = mask & ~nucleus
-        status = "refined" if added.any() or removed.any() else "unchanged"
-        if not n_before / max_volume_ratio <= n_after <= n_before * max_volume_ratio:
-            rows.append((name, hemi, idx, f"reverted: volume {n_before} -> {n_after} voxels",
-                         n_before, n_before, 0, 0, *stats))
-            continue
-        new[removed] = 0
-        new[added] = inherited[added]
-        rows.append((name, hemi, idx, status, n_before, n_after, int(added.sum()),
-                     int(removed.sum()), *stats))
+        row, change = _refine_group(crop, g, margin_voxels, min_contrast, max_volume_ratio)
+        if change is not None:
+            added, removed = change
+            new[removed] = 0
+            new[added] = crop.inherited[added]
+        rows.append((name, hemi, idx, *row))
     out[box] = new
-    return out, pd.DataFrame(rows, columns=columns)
+    return out, pd.DataFrame(rows, columns=_COLUMNS)
+
+
+def refine_labels(labels: np.ndarray, values: np.ndarray, settings: RefinementSettings,
+                  voxel_size_mm: Sequence[float]) -> tuple[np.ndarray, pd.DataFrame]:
+    """The refinement stage: :func:`refine_nuclei` with the stage's settings, never failing.
+
+    The refinement is optional: when it raises, the labels are kept as registered and the
+    table says why (one row per requested region, status ``failed: <error>``).
+
+    Parameters
+    ----------
+    labels : (X, Y, Z) integer ndarray
+        Atomic labels on the map's grid.
+    values : (X, Y, Z) ndarray
+        χ (ppm) or R2* (1/s); NaN and ±inf count as missing (0).
+    settings : brainiron.settings.RefinementSettings
+        Regions, ``margin_voxels`` (voxels), ``min_contrast`` (noise SDs) and
+        ``max_volume_ratio``.
+    voxel_size_mm : sequence of 3 float
+        Voxel size in mm.
+
+    Returns
+    -------
+    labels_refined : (X, Y, Z) ndarray
+        As from :func:`refine_nuclei`, or ``labels`` itself on failure.
+    info : DataFrame
+        As from :func:`refine_nuclei`; on failure only ``region, hemisphere (empty),
+        label_indices (empty), status``.
+    """
+    regions = tuple(settings.regions)
+    try:
+        return refine_nuclei(
+            labels, np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0), regions=regions,
+            margin_voxels=int(settings.margin_voxels),
+            min_contrast=float(settings.min_contrast),
+            max_volume_ratio=float(settings.max_volume_ratio),
+            voxel_size_mm=voxel_size_mm)
+    except Exception as exc:  # noqa: BLE001 - optional step: keep the atlas labels, say why
+        return labels, pd.DataFrame({"region": list(regions), "hemisphere": "",
+                                     "label_indices": [[] for _ in regions],
+                                     "status": f"failed: {type(exc).__name__}: {exc}"})
+
+
+def qc_table(info: pd.DataFrame, map_name: str, units: str) -> pd.DataFrame:
+    """The refinement QC table written per subject: ``info`` with the map named.
+
+    Parameters
+    ----------
+    info : DataFrame
+        From :func:`refine_labels` / :func:`refine_nuclei` (not modified).
+    map_name : str
+        The map refined on as the tables name it (``Chimap`` or ``R2starmap``).
+    units : str
+        Its units (``ppm``, ``1/s``).
+
+    Returns
+    -------
+    DataFrame
+        ``map, units`` followed by the columns of ``info``, ``label_indices`` joined with
+        ``+`` (e.g. ``1+2``).
+    """
+    out = info.copy()
+    out.insert(0, "map", map_name)
+    out.insert(1, "units", units)
+    out["label_indices"] = out["label_indices"].map(lambda x: "+".join(str(i) for i in x))
+    return out
+
+
+def describe(settings: RefinementSettings) -> str:
+    """Methods text of the refinement stage (plain text, for the report).
+
+    Parameters
+    ----------
+    settings : brainiron.settings.RefinementSettings
+        The stage's settings (regions, ``margin_voxels`` in voxels, ``min_contrast`` in noise
+        SDs).
+
+    Returns
+    -------
+    str
+        One sentence; empty when the refinement is not enabled.
+    """
+    if not settings.enabled:
+        return ""
+    return ("The boundaries of " + ", ".join(settings.regions) + " were refined "
+            f"from the χ / R2* contrast (up to {int(settings.margin_voxels)} voxel(s) "
+            "outwards; a two-class threshold applied when the nucleus-surround contrast "
+            f"exceeded {float(settings.min_contrast):g} noise SDs); the tables give "
+            "both the atlas and the refined statistics.")
+
+
+def _crop_box(present: np.ndarray, pad: int) -> tuple[slice, ...]:
+    """Bounding box of ``present``, padded by ``pad`` voxels and clipped to the image."""
+    ijk = np.argwhere(present)
+    lo = np.maximum(ijk.min(0) - pad, 0)
+    hi = np.minimum(ijk.max(0) + pad + 1, present.shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+
+
+@dataclass(frozen=True)
+class _Crop:
+    """The crop around the nuclei and what every group's refinement reads from it."""
+
+    lab: np.ndarray        # atomic labels
+    val: np.ndarray        # map values (float64)
+    valid: np.ndarray      # finite and non-zero values
+    group_id: np.ndarray   # 1-based group number of each labelled voxel, 0 = none
+    owner: np.ndarray      # group of the nearest group voxel
+    inherited: np.ndarray  # atomic label of the nearest group voxel
+    free: np.ndarray       # unlabelled voxels with a valid value
+    noise: float           # neighbour-difference noise SD of the crop (map units)
+
+    @classmethod
+    def build(cls, lab, val, groups, all_indices, voxel_size_mm) -> _Crop:
+        valid = np.isfinite(val) & (val != 0)
+        group_id = np.zeros(lab.shape, np.int16)  # 1-based group number, 0 = none
+        lut = np.zeros(int(max(lab.max(), max(all_indices))) + 1, np.int16)
+        for g, (_, _, idx) in enumerate(groups, start=1):
+            lut[idx] = g
+        group_id[lab > 0] = lut[np.clip(lab[lab > 0], 0, lut.size - 1)]
+        # Nearest group voxel of every voxel: owner of unlabelled ring voxels, and the atomic
+        # label a joining voxel inherits.
+        zooms = tuple(float(z) for z in voxel_size_mm)
+        nearest = ndimage.distance_transform_edt(group_id == 0, sampling=zooms,
+                                                 return_distances=False, return_indices=True)
+        owner = group_id[tuple(nearest)]
+        inherited = lab[tuple(nearest)]
+        free = (lab == 0) & valid
+        noise = _noise_sd(val, valid)
+        return cls(lab, val, valid, group_id, owner, inherited, free, noise)
+
+
+def _refine_group(crop: _Crop, g: int, margin_voxels: int, min_contrast: float,
+                  max_volume_ratio: float) -> tuple[tuple, tuple[np.ndarray, np.ndarray] | None]:
+    """Steps 1-5 for group ``g`` of the crop.
+
+    Returns the table row after ``region, hemisphere, label_indices`` and, when the group is
+    refined (or unchanged), the voxels it gains and loses; ``None`` when it is left as
+    registered.
+    """
+    val, valid, free = crop.val, crop.valid, crop.free
+    mask = crop.group_id == g
+    n_before = int(mask.sum())
+    if n_before == 0:
+        return ("skipped: label absent", 0, 0, 0, 0, *[np.nan] * 5), None
+    near = ndimage.binary_dilation(mask, _FACE, iterations=margin_voxels + 1)
+    ring = ndimage.binary_dilation(mask, _FACE, iterations=margin_voxels) & free \
+        & (crop.owner == g)
+    pool = val[(mask & valid) | (near & free)]
+    if pool.size < 6:
+        return ("skipped: too few valid voxels", n_before, n_before, 0, 0, *[np.nan] * 5), None
+    threshold, nuc_level, bg_level = _two_class_threshold(
+        pool, float(np.percentile(val[mask & valid], 90)) if (mask & valid).any()
+        else np.nan,
+        float(np.median(val[near & free])) if (near & free).any() else np.nan)
+    # Noise: the largest of the neighbour-difference estimate (white noise), the robust
+    # spread within the two classes and that of the crop's unlabelled voxels (smooth
+    # noise, which neighbour differences underestimate: QSM inversion and interpolation
+    # correlate neighbouring voxels).
+    above = pool > threshold
+    within = _pooled_mad_sd(pool[above], pool[~above])
+    scale = max(crop.noise, within)
+    contrast = (nuc_level - bg_level) / scale if scale > 0 else (
+        np.inf if nuc_level > bg_level else 0.0)
+    stats = (nuc_level, bg_level, threshold, scale, float(contrast))
+    if not contrast >= min_contrast:
+        return (f"skipped: contrast {contrast:.1f} SD < {min_contrast}",
+                n_before, n_before, 0, 0, *stats), None
+    # The label must sit on the bright class: iron raises χ and R2*. A label on dark
+    # tissue beside bright unlabelled voxels (a vein) is misregistered, not refinable.
+    # (A quarter is enough: a label shifted by a voxel can be half off a small nucleus.)
+    inside = val[mask & valid]
+    if inside.size == 0 or np.mean(inside > threshold) < 0.25:
+        return ("skipped: the label is not on the bright class",
+                n_before, n_before, 0, 0, *stats), None
+    nucleus = _decide(mask, ring, val, valid, threshold)
+    n_after = int(nucleus.sum())
+    added = nucleus & ~mask
+    removed = mask & ~nucleus
+    status = "refined" if added.any() or removed.any() else "unchanged"
+    if not n_before / max_volume_ratio <= n_after <= n_before * max_volume_ratio:
+        return (f"reverted: volume {n_before} -> {n_after} voxels",
+                n_before, n_before, 0, 0, *stats), None
+    return (status, n_before, n_after, int(added.sum()), int(removed.sum()), *stats), \
+        (added, removed)
+
+
+def _decide(mask, ring, val, valid, threshold) -> np.ndarray:
+    """Step 4: the candidates above ``threshold``, holes filled, components touching ``mask``."""
+    candidates = mask | ring
+    nucleus = candidates & ((val > threshold) | (mask & ~valid))
+    nucleus = ndimage.binary_fill_holes(nucleus) & candidates
+    comp, n_comp = ndimage.label(nucleus, _FULL)
+    keep = np.zeros(n_comp + 1, bool)
+    keep[np.unique(comp[nucleus & mask])] = True
+    keep[0] = False
+    return keep[comp]

@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["MAP_DESCRIPTIONS", "STATISTICS", "RegionIndex", "describe",
-           "regional_statistics", "regional_stats"]
+__all__ = ["MAP_DESCRIPTIONS", "STATISTICS", "RegionIndex", "chi_wholebrain_reference",
+           "describe", "regional_statistics", "regional_stats"]
 
 #: Statistic columns of the regional table (values in the map's units, sizes as named).
 STATISTICS = ("n_voxels", "volume_mm3", "n_valid", "coverage", "mean", "median", "sd", "p05",

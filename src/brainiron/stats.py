@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["group_comparison"]
+__all__ = ["describe", "group_comparison"]
 
 _OUTCOMES = {"value": None, "iron_mg_per_kg": "mg/kg"}
 
@@ -148,3 +148,24 @@ def group_comparison(regions: pd.DataFrame, reference_group: str | None = "contr
         if ok.any():
             table.loc[p[ok].index, "p_fdr"] = multipletests(p[ok], method="fdr_bh")[1]
     return table[columns]
+
+
+def describe(covariates: str) -> str:
+    """Methods text of the group comparison (plain text, citation markers ``[@key]``).
+
+    Parameters
+    ----------
+    covariates : str
+        The covariates the models used, as the comparison table gives them (``"age, sex"``);
+        empty for none.
+
+    Returns
+    -------
+    str
+        The group-comparison sentence of the report's methods paragraph.
+    """
+    return ("Groups were compared with the reference group by ordinary least squares "
+            f"(statsmodels) with covariates ({covariates or 'none'}), 95 % confidence "
+            "intervals, and Benjamini-Hochberg false-discovery-rate correction [@bh] across "
+            "regions and hemispheres; Cohen's d is the adjusted difference over the residual "
+            "SD.")

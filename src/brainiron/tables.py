@@ -238,12 +238,15 @@ def wide_table(long: pd.DataFrame) -> pd.DataFrame:
     parts = [(stem + "_mean_" + slug, "mean")]
     if "iron_mg_per_kg" in df:
         parts += [(stem + "_iron_mg_per_kg", "iron_mg_per_kg"), (stem + "_iron_z", "iron_z")]
+    # dropna=False keeps regions without a value as columns, but crosses every participant
+    # with every session: keep the subject-sessions that were measured, in table order.
+    measured = pd.MultiIndex.from_frame(df[["participant_id", "session_id"]].drop_duplicates())
     frames = []
     for column, value in parts:
         piece = df.assign(column=column).pivot_table(
             index=["participant_id", "session_id"], columns="column", values=value,
             aggfunc="first", sort=False, dropna=False)
-        frames.append(piece[list(dict.fromkeys(column))])
+        frames.append(piece.reindex(measured)[list(dict.fromkeys(column))])
     wide = pd.concat(frames, axis=1).reset_index()
     wide.columns.name = None
     return wide
@@ -299,8 +302,7 @@ def ignored_table(records: Iterable[Mapping]) -> pd.DataFrame:
     return pd.DataFrame(list(records), columns=list(IGNORED_COLUMNS))
 
 
-def check_summary(failed: pd.DataFrame, where: str | os.PathLike = "group/failed.tsv"
-                  ) -> dict:
+def check_summary(failed: pd.DataFrame, where: str | os.PathLike) -> dict:
     """The end-of-run summary, or an error listing the subjects that failed.
 
     Parameters

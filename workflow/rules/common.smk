@@ -16,11 +16,6 @@ BIDS_DIR = f"{OUT}/phantom" if PHANTOM else config["bids_dir"]
 REFINE = bool(config["refinement"]["enabled"])
 
 
-wildcard_constraints:
-    folder=r"sub-[a-zA-Z0-9]+(/ses-[a-zA-Z0-9]+)?",
-    key=r"sub-[a-zA-Z0-9]+(_ses-[a-zA-Z0-9]+)?",
-
-
 def out(name):
     """Snakemake pattern of a subject output ({folder}, {key} wildcards)."""
     return layout.subject_pattern(DERIV, name)
@@ -44,6 +39,12 @@ def group_log(rule):
 
 def group_benchmark(rule):
     return layout.log_path(DERIV, "group_benchmark", rule=rule)
+
+
+def stage_settings(section):
+    """A stage's settings as params (what changes its result) without its resources
+    (mem_mb), so that asking for more memory re-runs nothing."""
+    return {k: v for k, v in config[section].items() if k != "mem_mb"}
 
 
 _DATASET = []

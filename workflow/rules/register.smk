@@ -18,7 +18,7 @@ rule register:
     params:
         registration_kind=lambda w: plan(w).registration_kind,
         contrast_kind=lambda w: plan(w).contrast_kind,
-        settings=config["registration"],
+        settings=stage_settings("registration"),
     threads: config["threads"]
     conda:
         "../envs/brainiron.yaml"

@@ -12,7 +12,7 @@ rule relaxometry:
         s0=out("s0"),
         goodness=out("r2star_goodness"),
     params:
-        settings=config["relaxometry"],
+        settings=stage_settings("relaxometry"),
     threads: config["threads"]
     conda:
         "../envs/brainiron.yaml"

@@ -1,4 +1,11 @@
-# The HTML QC report.
+# The HTML QC report. Its inputs are exactly the files the report reads: the group tables,
+# the derivatives' dataset_description.json (the run's configuration) and, per subject in
+# subjects() order, the registration QC, the label image with its lookup table, and the
+# images the nuclei are drawn on: the registration image and the quantified maps of the
+# subject's plan (params.subjects: each subject's key and its maps' names and source kinds,
+# which say how input.maps splits). The phantom's truth tables only for the phantom.
+from brainiron.io import build_name
+from brainiron.phantom import TRUTH_PIPELINE
 
 
 rule report:
@@ -6,14 +13,28 @@ rule report:
         regions=group_out("regions"),
         comparison=group_out("group_comparison"),
         failed=group_out("failed"),
+        ignored=group_out("ignored"),
         description=group_out("dataset_description"),
-        labels=subject_outputs("dseg"),
         qc=subject_outputs("registration_qc"),
+        labels=subject_outputs("dseg"),
+        labels_tsv=subject_outputs("dseg_tsv"),
+        registration=lambda w: [plan(s).registration_image for s in subjects()],
+        maps=lambda w: [path for s in subjects() for path, _ in plan(s).maps.values()],
+        truth=lambda w: [
+            f"{BIDS_DIR}/derivatives/{TRUTH_PIPELINE}/{layout.folder_of(s.key)}/anat/"
+            + build_name({**s.entities, "desc": "truth"}, "regions", ".tsv")
+            for s in subjects()
+        ]
+        if PHANTOM
+        else [],
     output:
-        group_out("report"),
+        report=group_out("report"),
+        figures=directory(group_out("report_figures")),
     params:
-        phantom_truth=f"{BIDS_DIR}/derivatives/phantom-truth" if PHANTOM else "",
-        bids_dir=BIDS_DIR,
+        subjects=lambda w: [
+            [s.key, [[name, kind] for name, (_, kind) in plan(s).maps.items()]]
+            for s in subjects()
+        ],
     conda:
         "../envs/brainiron.yaml"
     log:

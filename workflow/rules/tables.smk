@@ -1,10 +1,13 @@
 # Group tables: every subject's regional statistics in one long and one wide table, the
-# group comparison, and the final check.
+# failures and ignored files, the derivatives' dataset_description.json, the group
+# comparison, and the final check. Params carry only what changes a rule's outputs.
 
 
 rule group:
     input:
         stats=subject_outputs("regions_stats"),
+        # the dataset's participants.tsv, when it has one
+        participants=lambda w: [p for p in [f"{BIDS_DIR}/participants.tsv"] if Path(p).is_file()],
     output:
         regions=group_out("regions"),
         regions_json=group_out("regions_json"),
@@ -12,12 +15,11 @@ rule group:
         wide_json=group_out("regions_wide_json"),
         failed=group_out("failed"),
         ignored=group_out("ignored"),
-        description=group_out("dataset_description"),
     params:
-        participants=lambda w: str(Path(BIDS_DIR) / "participants.tsv"),
+        iron=config["iron"],
+        field_strength=config["field_strength"],
         failed=failed_subjects,
         ignored=ignored_files,
-        config=config,
     conda:
         "../envs/brainiron.yaml"
     log:
@@ -28,6 +30,26 @@ rule group:
         mem_mb=2000,
     script:
         "../scripts/group.py"
+
+
+rule description:
+    # A 3 kB JSON: written where Snakemake runs, never a cluster job.
+    localrule: True
+    output:
+        group_out("dataset_description"),
+    params:
+        # dataset_description.json records the run's whole configuration.
+        configuration=config,
+    conda:
+        "../envs/brainiron.yaml"
+    log:
+        group_log("description"),
+    benchmark:
+        group_benchmark("description")
+    resources:
+        mem_mb=500,
+    script:
+        "../scripts/description.py"
 
 
 rule compare:

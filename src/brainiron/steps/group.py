@@ -1,5 +1,5 @@
-"""Rule ``group``: every subject's regional table in one long and one wide table; the
-failures and ignored files; the derivatives' dataset_description.json."""
+"""Rule ``group``: every subject's regional table in one long and one wide table, with
+their sidecars; the subjects that failed and the files that were ignored."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from ..io import write_json, write_tsv
 from ..settings import Settings
 from ..tables import (
     column_descriptions,
-    dataset_description,
     failed_table,
     group_table,
     ignored_table,
@@ -18,9 +17,11 @@ from ..tables import (
 
 def main(smk) -> None:
     out = smk.output
-    config = dict(smk.params.config)
-    long = group_table(list(smk.input.stats), smk.params.participants,
-                       Settings.from_config(config))
+    settings = Settings.from_config({"iron": smk.params.iron,
+                                     "field_strength": smk.params.field_strength})
+    participants = list(smk.input.participants)
+    long = group_table(list(smk.input.stats), participants[0] if participants else None,
+                       settings)
     write_tsv(long, out.regions)
     write_json(column_descriptions(), out.regions_json)
     wide = wide_table(long)
@@ -28,4 +29,3 @@ def main(smk) -> None:
     write_json(wide_descriptions(wide), out.wide_json)
     write_tsv(failed_table(smk.params.failed), out.failed)
     write_tsv(ignored_table(smk.params.ignored), out.ignored)
-    write_json(dataset_description(config), out.description)

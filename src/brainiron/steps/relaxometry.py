@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import __version__
 from ..io import load_nifti, read_json, save_nifti, write_json
-from ..registration import foreground_mask
-from ..relaxometry import fit_r2star
+from ..masks import foreground_mask
+from ..relaxometry import fit_r2star, r2star_sidecar
 from ..settings import RelaxometrySettings
 
 
@@ -21,22 +20,11 @@ def main(smk) -> None:
         data, img = load_nifti(path)
         echoes.append(data)
         affine = img.affine
-    mask = foreground_mask(echoes[0])
-    fit = fit_r2star(echoes, validated["subject"]["echo_times"], mask=mask,
-                     method=settings.method, threads=smk.threads)
+    fit = fit_r2star(echoes, validated["subject"]["echo_times"],
+                     mask=foreground_mask(echoes[0]), method=settings.method,
+                     threads=smk.threads)
     del echoes
-    out = smk.output
-    save_nifti(fit.r2star, out.r2star, affine, dtype=np.float32)
-    save_nifti(fit.t2star, out.t2star, affine, dtype=np.float32)
-    save_nifti(fit.s0, out.s0, affine, dtype=np.float32)
-    save_nifti(fit.goodness, out.goodness, affine, dtype=np.float32)
-    write_json({
-        "Units": "1/s",
-        "Description": "R2* fitted by brainiron from the MEGRE magnitude echoes (NaN outside "
-                       "the magnitude's foreground and where the fit is undefined)",
-        "FitMethod": fit.method,
-        "EchoTime": list(fit.echo_times),
-        "MagneticFieldStrength": validated["field_strength_T"],
-        "Sources": [str(p) for p in echo_paths],
-        "GeneratedBy": {"Name": "brainiron", "Version": __version__},
-    }, out.r2star_json)
+    for name in ("r2star", "t2star", "s0", "goodness"):
+        save_nifti(getattr(fit, name), getattr(smk.output, name), affine, dtype=np.float32)
+    write_json(r2star_sidecar(fit, validated["field_strength_T"], echo_paths),
+               smk.output.r2star_json)

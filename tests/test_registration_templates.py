@@ -1,4 +1,4 @@
-"""The χ-contrast template and registration of χ-only subjects (brainiron.chitemplate)."""
+"""The χ-contrast template and registration of χ-only subjects (brainiron.registration)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,12 @@ import numpy as np
 import pytest
 
 from brainiron import atlas, norms
-from brainiron.chitemplate import (
-    CHI_TEMPLATE_AGE_YEARS,
-    chi_brain_mask,
-    chi_template,
-    chi_template_values,
-    register_chi,
-)
+from brainiron import registration as reg
 from brainiron.dentate import dentate_prior
 from brainiron.iron import value_from_iron
+from brainiron.masks import chi_brain_mask
 from brainiron.phantom import generate_phantom
+from brainiron.registration import CHI_TEMPLATE_AGE_YEARS, chi_template, chi_template_values
 
 #: Composite name → atomic labels (left; right = +10), as in regions.tsv.
 GROUPS = {"SN": (1, 2), "RN": (3,), "STN": (4,), "GP": (5, 6), "Pu": (7,)}
@@ -107,8 +103,6 @@ def oblique_pair(tmp_path_factory):
 @pytest.mark.slow
 def test_chi_only_registration_matches_t1w(oblique_pair, tmp_path):
     """χ-only (χ template) vs T1w (T1 template) registration of the same subject."""
-    from brainiron import registration as reg
-
     anat = oblique_pair / "chi" / "sub-01" / "anat"
     assert not list(anat.glob("*T1w*")) and not list(anat.glob("*MEGRE*"))
     truth = np.asarray(nib.load(
@@ -118,9 +112,10 @@ def test_chi_only_registration_matches_t1w(oblique_pair, tmp_path):
     chi = chi_img.get_fdata(dtype=np.float32)
     t1 = nib.load(oblique_pair / "t1" / "sub-01" / "anat" / "sub-01_T1w.nii.gz")
 
-    by_chi = register_chi(chi, chi_img.affine, tmp_path / "chi")
-    by_t1 = reg.register_to_template(t1.get_fdata(dtype=np.float32), t1.affine,
-                                     tmp_path / "t1")
+    by_chi = reg.register(chi, chi_img.affine, tmp_path / "chi", contrast="Chimap")
+    by_t1 = reg.register(t1.get_fdata(dtype=np.float32), t1.affine, tmp_path / "t1",
+                         contrast="T1w")
+    assert by_chi.template == "chi" and by_t1.template == "T1w"
     lab_chi = reg.warp_labels(truth.shape, chi_img.affine, by_chi.forward)
     lab_t1 = reg.warp_labels(truth.shape, chi_img.affine, by_t1.forward)
     d_chi = {k: _dice(lab_chi, truth, m) for k, m in GROUPS.items()}
@@ -138,4 +133,5 @@ def test_chi_only_registration_matches_t1w(oblique_pair, tmp_path):
 
 def test_register_chi_rejects_an_empty_map(tmp_path):
     with pytest.raises(ValueError, match="no brain"):
-        register_chi(np.zeros((20, 20, 20), np.float32), np.eye(4), tmp_path)
+        reg.register(np.zeros((20, 20, 20), np.float32), np.eye(4), tmp_path,
+                     contrast="Chimap")

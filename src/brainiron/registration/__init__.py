@@ -1,0 +1,126 @@
+"""Registration of a subject to MNI152NLin2009cAsym with ANTs, and the atlas back on its grid.
+
+One pipeline (:func:`register`) for every registration image — T1w, magnitude (MEGRE), R2*
+and χ (against the χ-contrast template, :func:`chi_template`) — with one QC
+(:func:`registration_qc`, per-contrast limits in :data:`QC_LIMITS`); :func:`native_atlas`
+then puts the atlas labels, their probabilities, the dentate and the brain mask on the
+maps' grid. Modules:
+
+* :mod:`.pipeline` — :func:`register` and its stages; :func:`describe` (methods text);
+* :mod:`.templates` — the T1 template and the χ-contrast template;
+* :mod:`.transforms` — the transform chain, its composed field, saving and warping;
+* :mod:`.qc` — :func:`registration_qc`, the QC record;
+* :mod:`.native` — :func:`native_atlas` (what the ``register`` rule writes);
+* :mod:`.images` — images between nibabel (RAS+) and ANTs (LPS).
+
+Masks live in :mod:`brainiron.masks` (re-exported here).
+"""
+
+from __future__ import annotations
+
+from ..masks import chi_brain_mask, foreground_mask, template_brain_mask
+from ..settings import RegistrationSettings
+from .images import from_ants, on_grid, resample_antialiased, to_ants
+from .native import (
+    NativeAtlas,
+    label_lookup,
+    maps_grid_warp,
+    native_atlas,
+    probseg_affine,
+    probseg_header,
+    probseg_sidecar,
+    segmented_probabilities,
+)
+from .pipeline import (
+    align_brain_masks,
+    describe,
+    local_stage,
+    register,
+    registration_input,
+    scratch_dir,
+    uses_chi_template,
+)
+from .qc import (
+    QC_LIMITS,
+    RECORDED_SETTINGS,
+    qc_failure,
+    qc_limits,
+    qc_record,
+    registration_qc,
+    settings_dict,
+)
+from .templates import (
+    CHI_TEMPLATE_AGE_YEARS,
+    TEMPLATES,
+    chi_template,
+    chi_template_values,
+    template_brain_mask_image,
+    template_data,
+    template_image,
+)
+from .transforms import (
+    FieldWarp,
+    Registration,
+    compose_forward,
+    crop_box,
+    cropped_affine,
+    field_transform,
+    forward_warp,
+    save_transforms,
+    warp_brain_mask,
+    warp_image,
+    warp_labels,
+    warp_probabilities,
+)
+
+__all__ = [
+    "CHI_TEMPLATE_AGE_YEARS",
+    "QC_LIMITS",
+    "RECORDED_SETTINGS",
+    "TEMPLATES",
+    "FieldWarp",
+    "NativeAtlas",
+    "Registration",
+    "RegistrationSettings",
+    "align_brain_masks",
+    "chi_brain_mask",
+    "chi_template",
+    "chi_template_values",
+    "compose_forward",
+    "crop_box",
+    "cropped_affine",
+    "describe",
+    "field_transform",
+    "foreground_mask",
+    "forward_warp",
+    "from_ants",
+    "label_lookup",
+    "local_stage",
+    "maps_grid_warp",
+    "native_atlas",
+    "on_grid",
+    "probseg_affine",
+    "probseg_header",
+    "probseg_sidecar",
+    "qc_failure",
+    "qc_limits",
+    "qc_record",
+    "register",
+    "registration_input",
+    "registration_qc",
+    "resample_antialiased",
+    "save_transforms",
+    "scratch_dir",
+    "segmented_probabilities",
+    "settings_dict",
+    "template_brain_mask",
+    "template_brain_mask_image",
+    "template_data",
+    "template_image",
+    "to_ants",
+    "uses_chi_template",
+    "warp_brain_mask",
+    "warp_image",
+    "warp_labels",
+    "warp_probabilities",
+]
