@@ -9,24 +9,15 @@ import pytest
 from scipy import ndimage
 
 from brainiron.refine import DEFAULT_REFINED_REGIONS, nucleus_groups, refine_nuclei
+from helpers import composite_dice
 
 #: Composite name → atomic labels (left; right = +10), as in regions.tsv.
 GROUPS = {"SN": (1, 2), "RN": (3,), "STN": (4,)}
 SUBJECTS = ("01", "02")
 
 
-def _dice(est: np.ndarray, truth: np.ndarray, members) -> float:
-    """Dice of a composite region, left and right averaged."""
-    out = []
-    for offset in (0, 10):
-        ids = [m + offset for m in members]
-        a, b = np.isin(est, ids), np.isin(truth, ids)
-        out.append(2.0 * (a & b).sum() / max(a.sum() + b.sum(), 1))
-    return float(np.mean(out))
-
-
 def _dices(est, truth) -> dict[str, float]:
-    return {name: _dice(est, truth, members) for name, members in GROUPS.items()}
+    return {name: composite_dice(est, truth, members) for name, members in GROUPS.items()}
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from matplotlib.image import imread
 
 from brainiron import atlas, generate_phantom, norms, regional_stats
 from brainiron.io import read_tsv, write_json, write_tsv
+from brainiron.phantom import truth_dir, truth_path
 from brainiron.references import reference, references
 from brainiron.report import (
     REGION_COLOURS,
@@ -93,7 +94,7 @@ def workspace(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("report")
     bids = root / "bids"
     generate_phantom(bids, n_subjects=2, voxel_size=(4.0, 4.0, 4.0))
-    truth = bids / "derivatives" / "phantom-truth"
+    truth = truth_dir(bids)
     deriv = root / "brainiron"
     people = read_tsv(bids / "participants.tsv")
     frames = []
@@ -101,7 +102,7 @@ def workspace(tmp_path_factory) -> dict:
         anat = deriv / pid / "anat"
         anat.mkdir(parents=True)
         for ext in (".nii.gz", ".tsv"):
-            shutil.copy(truth / pid / "anat" / f"{pid}_{DSEG}{ext}", anat)
+            shutil.copy(truth_dir(bids, pid) / f"{pid}_{DSEG}{ext}", anat)
         dseg = anat / f"{pid}_{DSEG}.nii.gz"
         labels = np.asarray(nib.load(dseg).dataobj)
         lookup = read_tsv(anat / f"{pid}_{DSEG}.tsv")
@@ -167,8 +168,7 @@ def _subjects(workspace: dict, bids: Path | None = None) -> list[SubjectInputs]:
 
 
 def _truth_tables(workspace: dict) -> list[Path]:
-    return [workspace["truth"] / pid / "anat" / f"{pid}_desc-truth_regions.tsv"
-            for pid in workspace["pids"]]
+    return [truth_path(workspace["bids"], pid) for pid in workspace["pids"]]
 
 
 @pytest.fixture(scope="module")
@@ -273,6 +273,24 @@ def test_cut_coords_pass_through_the_nuclei(workspace, pid):
         # The cut point lies within ~2 voxels of the left nucleus, far from the right one.
         assert np.min(np.linalg.norm(left - ijk, axis=1)) < 2.5
         assert np.min(np.linalg.norm(right - ijk, axis=1)) > 2.5
+
+
+def test_subjects_carry_their_lookup_table(workspace, tmp_path):
+    """The label names come from the given lookup table (the rule's ``labels_tsv``); a
+    missing one falls back to brainiron's region table, never to a guessed path."""
+    from dataclasses import replace
+
+    from brainiron.report.inputs import load_report_data
+
+    s = _subjects(workspace)[0]
+    assert s.lookup == workspace["deriv"] / "sub-01" / "anat" / f"sub-01_{DSEG}.tsv"
+    data = load_report_data([s, replace(s, lookup=tmp_path / "missing.tsv")],
+                            figures_dir=tmp_path)
+    table = read_tsv(s.lookup)
+    assert data.subjects[0].lookup == dict(zip(table["index"], table["name"], strict=True))
+    assert data.subjects[1].lookup is None
+    assert nuclei_cut_coords(s.labels, s.lookup) == nuclei_cut_coords(s.labels, table) \
+        == nuclei_cut_coords(s.labels)
 
 
 def _colour_pixels(image: np.ndarray, hex_colour: str, tol: float = 0.12) -> int:
@@ -592,14 +610,20 @@ def test_report_step_pairs_each_subject_with_its_files():
 
     subjects = [["sub-01", [["Chimap", "Chimap"], ["R2starmap", "derived"]]],
                 ["sub-02", [["Chimap", "Chimap"]]]]
-    made = subject_inputs(subjects, ["q1", "q2"], ["l1", "l2"], ["r1", "r2"],
+    made = subject_inputs(subjects, ["q1", "q2"], ["l1", "l2"], ["t1", "t2"], ["r1", "r2"],
                           ["c1", "f1", "c2"])
     assert [s.key for s in made] == ["sub-01", "sub-02"]
     assert made[0].map_files() == {"Chimap": (Path("c1"), "Chimap"),
                                    "R2starmap": (Path("f1"), "derived")}
     assert made[1].map_files() == {"Chimap": (Path("c2"), "Chimap")}
-    assert (made[1].qc, made[1].labels, made[1].registration_image) == ("q2", "l2", "r2")
+    assert (made[1].qc, made[1].labels, made[1].lookup, made[1].registration_image) == (
+        "q2", "l2", "t2", "r2")
     with pytest.raises(ValueError, match="out of step"):
-        subject_inputs(subjects, ["q1", "q2"], ["l1", "l2"], ["r1", "r2"], ["c1", "f1"])
+        subject_inputs(subjects, ["q1", "q2"], ["l1", "l2"], ["t1", "t2"], ["r1", "r2"],
+                       ["c1", "f1"])
     with pytest.raises(ValueError, match="out of step"):
-        subject_inputs(subjects, ["q1"], ["l1", "l2"], ["r1", "r2"], ["c1", "f1", "c2"])
+        subject_inputs(subjects, ["q1"], ["l1", "l2"], ["t1", "t2"], ["r1", "r2"],
+                       ["c1", "f1", "c2"])
+    with pytest.raises(ValueError, match="out of step"):
+        subject_inputs(subjects, ["q1", "q2"], ["l1", "l2"], ["t1"], ["r1", "r2"],
+                       ["c1", "f1", "c2"])

@@ -40,7 +40,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from . import references
+from . import layout, references
 from .errors import MissingPackageDataError
 
 __all__ = [
@@ -55,7 +55,7 @@ __all__ = [
     "template_tissues",
 ]
 
-TEMPLATE_NAME = "MNI152NLin2009cAsym"
+TEMPLATE_NAME = layout.TEMPLATE
 
 _SV = "atlases/MNI152NLin2009cAsym"
 

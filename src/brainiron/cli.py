@@ -26,7 +26,7 @@ def _voxel_size(text: str) -> tuple[float, float, float]:
 
 
 def _cmd_phantom(args) -> int:
-    from .phantom import PhantomConfig, generate_phantom
+    from .phantom import PhantomConfig, generate_phantom, truth_dir
 
     cfg = PhantomConfig(
         n_subjects=args.subjects, seed=args.seed, voxel_size=args.voxel_size, snr=args.snr,
@@ -38,12 +38,13 @@ def _cmd_phantom(args) -> int:
     truth = generate_phantom(args.out, cfg)
     print(f"phantom: {args.subjects} subjects at {'x'.join(f'{v:g}' for v in cfg.voxel_size)} "
           f"mm in {truth.attrs['seconds']:.1f} s -> {args.out}")
-    print(f"ground truth: {Path(args.out) / 'derivatives' / 'phantom-truth' / 'truth.tsv'}")
+    print(f"ground truth: {truth_dir(args.out) / 'truth.tsv'}")
     return 0
 
 
 def _cmd_validate(args) -> int:
     from .bids import discover, validate_subject
+    from .settings import Settings
 
     dataset = discover(args.bids_dir, participant_label=args.participant_label,
                        t1w_grid=args.t1w_grid)
@@ -61,9 +62,12 @@ def _cmd_validate(args) -> int:
         else:
             maps = ", ".join(list(subject.maps) + ([f"MEGRE x{len(subject.megre)}"]
                                                    if subject.megre else []))
-            print(f"ok   {subject.key}: {maps}; registration image {subject.registration_kind}; "
+            plan = subject.plan(Settings().maps, "")
+            notes = [*report.notes, *(["R2* fitted from the MEGRE echoes"]
+                                      if plan.fit_r2star else [])]
+            print(f"ok   {subject.key}: {maps}; registration image {plan.registration_kind}; "
                   f"grid {report.shape} at {tuple(round(v, 3) for v in report.voxel_size_mm)} mm"
-                  + "".join(f"; {n}" for n in report.notes))
+                  + "".join(f"; {n}" for n in notes))
     ignored = dataset.ignored_table()
     for row in ignored.itertuples():
         print(f"ignored {row.path}: {row.reason}")

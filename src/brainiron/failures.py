@@ -25,6 +25,7 @@ import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from . import layout
 from .errors import BrainironError
 
 __all__ = [
@@ -63,10 +64,9 @@ def read_failures(deriv_dir: str | os.PathLike) -> dict[str, dict]:
 
 def subject_folder(deriv: Path, key: str) -> Path | None:
     """``<deriv>/sub-X[/ses-Y]`` of a subject key, or None for anything unexpected."""
-    match = re.fullmatch(r"(sub-[a-zA-Z0-9]+)(?:_(ses-[a-zA-Z0-9]+))?", key)
-    if not match:
+    if not re.fullmatch(r"sub-[a-zA-Z0-9]+(?:_ses-[a-zA-Z0-9]+)?", key):
         return None
-    return deriv.joinpath(*[p for p in match.groups() if p])
+    return deriv / layout.folder_of(key)
 
 
 def remove_failed_outputs(deriv: str | os.PathLike, keys: Iterable[str] | None = None

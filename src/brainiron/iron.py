@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from . import atlas, norms
+from .settings import IronSettings
 
 __all__ = [
     "DEFAULT_CALIBRATIONS",
@@ -41,7 +42,9 @@ __all__ = [
 ]
 
 #: Calibration used per map unless the configuration names another (``iron.calibrations``).
-DEFAULT_CALIBRATIONS = {"Chimap": "langkammer2012_chi", "R2starmap": "gelman1999_invivo_r2star"}
+#: Map suffix → calibration name used when the configuration names none (the defaults of
+#: :class:`brainiron.settings.IronSettings`).
+DEFAULT_CALIBRATIONS = dict(IronSettings().calibrations)
 
 
 def _effective_slope(calibration: Mapping, field_strength_T) -> np.ndarray:

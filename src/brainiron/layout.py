@@ -35,6 +35,7 @@ __all__ = [
     "group_path",
     "log_path",
     "names",
+    "run_path",
     "split_key",
     "subject_name",
     "subject_path",
@@ -52,9 +53,10 @@ ATLAS: str = _spec()["atlas"]
 
 
 def names() -> dict[str, tuple[str, ...]]:
-    """The output names of each section: ``{"subject": (...), "group": (...)}``."""
+    """The output names of each section: ``{"subject": (...), "group": (...), "run": (...),
+    "logs": (...)}``."""
     spec = _spec()
-    return {section: tuple(spec[section]) for section in ("subject", "group", "logs")}
+    return {section: tuple(spec[section]) for section in ("subject", "group", "run", "logs")}
 
 
 def folder_of(key: str) -> str:
@@ -97,6 +99,16 @@ def group_path(deriv: str | os.PathLike, name: str) -> Path:
         return Path(deriv) / _spec()["group"][name]
     except KeyError:
         raise KeyError(f"no group output {name!r} in io_spec.json") from None
+
+
+def run_path(output_dir: str | os.PathLike, name: str) -> Path:
+    """Path of a run file under ``output_dir`` (``derivatives`` = brainiron's derivatives
+    folder, ``phantom`` = the built-in phantom dataset, its log and benchmark, the merged
+    ``config``)."""
+    try:
+        return Path(output_dir) / _spec()["run"][name]
+    except KeyError:
+        raise KeyError(f"no run file {name!r} in io_spec.json") from None
 
 
 def log_path(deriv: str | os.PathLike, name: str, **wildcards: str) -> str:

@@ -162,8 +162,10 @@ def _two_class_threshold(pool: np.ndarray, nucleus_start: float, background_star
 
 
 def refine_nuclei(labels: np.ndarray, values: np.ndarray,
-                  regions: Sequence[str] = DEFAULT_REFINED_REGIONS, margin_voxels: int = 1,
-                  min_contrast: float = 5.0, max_volume_ratio: float = 2.0,
+                  regions: Sequence[str] = DEFAULT_REFINED_REGIONS,
+                  margin_voxels: int = RefinementSettings.margin_voxels,
+                  min_contrast: float = RefinementSettings.min_contrast,
+                  max_volume_ratio: float = RefinementSettings.max_volume_ratio,
                   voxel_size_mm: Sequence[float] = (1.0, 1.0, 1.0)
                   ) -> tuple[np.ndarray, pd.DataFrame]:
     """Refine the boundaries of small iron-rich nuclei from χ or R2* contrast.

@@ -19,8 +19,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["MAP_DESCRIPTIONS", "STATISTICS", "RegionIndex", "chi_wholebrain_reference",
-           "describe", "regional_statistics", "regional_stats"]
+__all__ = ["ATLAS_LABEL", "MAP_DESCRIPTIONS", "STATISTICS", "RegionIndex", "atlas_regions",
+           "chi_wholebrain_reference", "describe", "map_statistics", "refined_regions",
+           "regional_statistics", "regional_stats", "subject_table"]
+
+#: The ``atlas`` column of the regional tables: CIT168 nuclei with the aseg thalamus.
+ATLAS_LABEL = "CIT168+aseg"
 
 #: Statistic columns of the regional table (values in the map's units, sizes as named).
 STATISTICS = ("n_voxels", "volume_mm3", "n_valid", "coverage", "mean", "median", "sd", "p05",
@@ -340,3 +344,106 @@ def chi_wholebrain_reference(chi: np.ndarray, brain: np.ndarray) -> tuple[np.nda
     inside = brain & np.isfinite(chi) & (chi != 0)
     reference = float(chi[inside].mean())
     return chi - np.float32(reference), reference
+
+
+def atlas_regions() -> dict[tuple[str, str], list[int]]:
+    """``(region, hemisphere) → atomic labels`` of every region brainiron reports (atomic and
+    composite, available in the atlas), from the package's region table."""
+    from . import atlas
+
+    table = atlas.region_table()
+    available = table[table["available"]]
+    present = set(zip(available["region"], available["hemisphere"], strict=True))
+    return {k: v for k, v in atlas.composite_members(table).items() if k in present}
+
+
+def refined_regions(regions: Mapping[tuple[str, str], Sequence[int]],
+                    refined: Sequence[str]) -> dict[tuple[str, str], Sequence[int]]:
+    """The regions made only of refined atomic nuclei (e.g. SN when SNc_PBP_VTA and SNr are
+    refined): those that get a second, ``segmentation = refined`` row."""
+    from . import atlas
+
+    table = atlas.region_table()
+    atomic = table[table["kind"] == "atomic"]
+    wanted = set(atomic.loc[atomic["region"].isin(list(refined)), "index"].astype(int))
+    return {k: v for k, v in regions.items() if v and set(v) <= wanted}
+
+
+def map_statistics(index: RegionIndex, values: np.ndarray, name: str, units: str, source: str,
+                   *, reference: str = "none", reference_value: float = np.nan,
+                   probabilities: np.ndarray | None = None,
+                   probability_labels: Sequence[int] | None = None,
+                   probability_slices: tuple[slice, slice, slice] | None = None,
+                   refined_index: RegionIndex | None = None) -> list[pd.DataFrame]:
+    """The rows of one map: every region (``segmentation`` = ``atlas``) and, with
+    ``refined_index``, the refined regions again (``refined``; hard labels, so no
+    probability-weighted statistics).
+
+    Parameters
+    ----------
+    index : RegionIndex
+        The atlas labels on the map's grid.
+    values : ndarray
+        The map in ``units`` (χ in ppm, R2* in 1/s), already referenced.
+    name, units, source : str
+        Table map name (``Chimap``, ``R2starmap``), its units and the file it came from.
+    reference, reference_value : str, float
+        The χ reference subtracted (``none``, ``wholebrain``) and its value (ppm).
+    probabilities, probability_labels, probability_slices
+        Partial-volume probabilities for ``mean_pw`` (see :func:`regional_statistics`).
+    refined_index : RegionIndex, optional
+        Contrast-refined labels of the refined regions.
+
+    Returns
+    -------
+    list of DataFrame
+        Atlas rows, then refined rows when asked for.
+    """
+    meta = {"map": name, "units": units, "source": source, "reference": reference,
+            "reference_value": reference_value}
+    stats = index.statistics(values, probabilities=probabilities,
+                             probability_labels=probability_labels,
+                             probability_slices=probability_slices)
+    rows = [stats]
+    if refined_index is not None:
+        rows.append(refined_index.statistics(values))
+    for frame, segmentation in zip(rows, ("atlas", "refined"), strict=False):
+        for k, (col, value) in enumerate(meta.items()):
+            frame.insert(k, col, value)
+        frame["segmentation"] = segmentation
+    return rows
+
+
+def subject_table(rows: Sequence[pd.DataFrame], participant_id: str, session_id: str,
+                  qc: Mapping, field_strength_t: float) -> pd.DataFrame:
+    """One subject's regional table (``desc-regions_stats.tsv``) from its rows.
+
+    Parameters
+    ----------
+    rows : sequence of DataFrame
+        From :func:`map_statistics`, map after map.
+    participant_id, session_id : str
+        ``sub-<label>`` and ``ses-<label>`` (``""`` without sessions).
+    qc : mapping
+        The registration QC record (``registration_image``, ``ncc``, ``brain_coverage``,
+        ``flag``).
+    field_strength_t : float
+        B0 in tesla.
+
+    Returns
+    -------
+    DataFrame
+        Subject, session, map, units, atlas, segmentation, region, ... statistics ...,
+        registration QC and field strength columns.
+    """
+    out = pd.concat(rows, ignore_index=True)
+    out.insert(0, "participant_id", participant_id)
+    out.insert(1, "session_id", session_id)
+    out.insert(4, "atlas", ATLAS_LABEL)
+    out.insert(5, "segmentation", out.pop("segmentation"))
+    out["registration_image"] = qc["registration_image"]
+    out["registration_ncc"] = qc.get("ncc")
+    out["registration_brain_coverage"] = qc.get("brain_coverage")
+    out["registration_flag"] = qc.get("flag", "")
+    out["field_strength_T"] = field_strength_t
+    return out

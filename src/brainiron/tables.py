@@ -3,7 +3,8 @@ failed and ignored lists, the group comparison table and ``dataset_description.j
 
 The column descriptions (the BIDS sidecars ``regions.json``, ``regions_wide.json`` and
 ``group_comparison.json``) are package data, ``data/columns.json``; only what is known at
-run time is added here (the atlas reference files with their sha256).
+run time is added here: the atlas reference files with their sha256, and the citations
+(``{cite:<key>}`` in the JSON) from ``data/references.tsv`` (:mod:`brainiron.references`).
 
 The long table (``group/regions.tsv``) has one row per subject × session × map × region ×
 hemisphere (× segmentation): the subjects' ``desc-regions_stats.tsv`` one below the other,
@@ -27,6 +28,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
@@ -35,7 +37,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import __version__
+from . import __version__, references
 from .errors import BrainironError
 from .settings import ComparisonSettings, Settings
 
@@ -69,9 +71,26 @@ def _columns_spec() -> dict:
     return json.loads(text)
 
 
+#: A citation in ``data/columns.json``: ``{cite:<key>}``, a key of :mod:`brainiron.references`.
+_CITE = re.compile(r"\{cite:([A-Za-z0-9_:]+)\}")
+
+
+def _cited(value):
+    """``value`` with every ``{cite:<key>}`` replaced by :func:`brainiron.references.reference`
+    (recursively through dicts and lists)."""
+    if isinstance(value, str):
+        return _CITE.sub(lambda m: references.reference(m.group(1)), value)
+    if isinstance(value, dict):
+        return {k: _cited(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cited(v) for v in value]
+    return value
+
+
 def _section(name: str) -> dict:
-    """A fresh copy of one section of ``data/columns.json`` (callers may modify it)."""
-    return copy.deepcopy(_columns_spec()[name])
+    """A fresh copy of one section of ``data/columns.json`` (callers may modify it), its
+    ``{cite:<key>}`` placeholders filled in from ``data/references.tsv``."""
+    return _cited(copy.deepcopy(_columns_spec()[name]))
 
 
 # --------------------------------------------------------------------------------------------

@@ -108,7 +108,7 @@ def _temporaries(out_dir: Path) -> list[Path]:
     """
     found = [p for p in out_dir.iterdir() if _TEMPORARY.match(p.name)] \
         if out_dir.is_dir() else []
-    for folder, dirs, files in os.walk(out_dir / "brainiron"):
+    for folder, dirs, files in os.walk(layout.run_path(out_dir, "derivatives")):
         for name in list(dirs):
             if _TEMPORARY.match(name):
                 found.append(Path(folder) / name)
@@ -229,8 +229,8 @@ def run(bids_dir: str | os.PathLike | None, out_dir: str | os.PathLike, *, cores
     _recover_interrupted(out_dir, cmd)
     started = time.time()
     status = _call([*cmd, "--keep-going"] if keep_going else cmd)
-    deriv = out_dir / "brainiron"
-    excluded = list(merged.get("exclude") or [])
+    deriv = layout.run_path(out_dir, "derivatives")
+    excluded = list(merged["exclude"])
     if status != 0 and keep_going:
         status = _second_pass(deriv, out_dir, cmd, excluded, status)
     failed = _failures_of_run(deriv, excluded, started, status)
@@ -263,10 +263,11 @@ def _prepared_config(bids_dir, out_dir: Path, participant_label, config, configf
         # Dataset-level problems (no folder, no subjects, broken participants.tsv) end here
         # in one line, before Snakemake starts.
         from .bids import discover
+        from .settings import Settings
 
-        discover(bids_dir, participant_label=merged.get("participant_label") or None,
-                 select=merged.get("select") or {},
-                 t1w_grid=(merged.get("registration") or {}).get("t1w_grid", "same"))
+        settings = Settings.from_config(merged)
+        discover(bids_dir, participant_label=settings.participant_label or None,
+                 select=settings.select, t1w_grid=settings.registration.t1w_grid)
     return merged
 
 
@@ -277,7 +278,8 @@ def _snakemake_command(merged: Mapping, out_dir: Path, cores: int, extra_args) -
 
     from .io import write_text
 
-    conf = write_text(yaml.safe_dump(dict(merged), sort_keys=False), out_dir / "config.yaml")
+    conf = write_text(yaml.safe_dump(dict(merged), sort_keys=False),
+                      layout.run_path(out_dir, "config"))
     return [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE),
             "--directory", str(out_dir), "--configfile", str(conf), "--cores", str(cores),
             "--rerun-incomplete", "--quiet", "rules", *extra_args]
@@ -297,9 +299,10 @@ def _second_pass(deriv: Path, out_dir: Path, cmd: list[str], excluded: list[str]
         return status
     remove_failed_outputs(deriv, failures)
     extra = write_text(yaml.safe_dump({"exclude": excluded + sorted(failures)}),
-                       out_dir / ".brainiron-exclude.yaml")
-    conf = cmd[cmd.index("--configfile") + 1]
-    return _call([*cmd, "--configfile", conf, str(extra), "--keep-going"])
+                       layout.run_path(out_dir, "exclude_config"))
+    # A second --configfile replaces the first: give both, the run's and the exclusions.
+    conf = layout.run_path(out_dir, "config")
+    return _call([*cmd, "--configfile", str(conf), str(extra), "--keep-going"])
 
 
 def _failures_of_run(deriv: Path, excluded: list[str], started: float, status: int

@@ -9,9 +9,9 @@ from brainiron.errors import BrainironError
 from brainiron.failures import read_failures
 
 OUT = config["output_dir"]
-DERIV = f"{OUT}/brainiron"
+DERIV = str(layout.run_path(OUT, "derivatives"))
 PHANTOM = not config["bids_dir"]
-BIDS_DIR = f"{OUT}/phantom" if PHANTOM else config["bids_dir"]
+BIDS_DIR = str(layout.run_path(OUT, "phantom")) if PHANTOM else config["bids_dir"]
 # Contrast-aware refinement of the small nuclei (rule refine) on or off.
 REFINE = bool(config["refinement"]["enabled"])
 
@@ -41,10 +41,10 @@ def group_benchmark(rule):
     return layout.log_path(DERIV, "group_benchmark", rule=rule)
 
 
-def stage_settings(section):
+def stage_settings(section, drop=("mem_mb",)):
     """A stage's settings as params (what changes its result) without its resources
-    (mem_mb), so that asking for more memory re-runs nothing."""
-    return {k: v for k, v in config[section].items() if k != "mem_mb"}
+    (mem_mb) and what only discovery reads, so that asking for more memory re-runs nothing."""
+    return {k: v for k, v in config[section].items() if k not in drop}
 
 
 _DATASET = []
@@ -61,8 +61,8 @@ def dataset():
             _DATASET.append(
                 discover(
                     BIDS_DIR,
-                    participant_label=config.get("participant_label") or None,
-                    select=config.get("select") or {},
+                    participant_label=config["participant_label"] or None,
+                    select=config["select"],
                     t1w_grid=config["registration"]["t1w_grid"],
                 )
             )
@@ -75,7 +75,7 @@ def dataset():
 
 def subjects():
     """Subjects (x sessions) that passed discovery and are not excluded."""
-    excluded = set(config.get("exclude") or [])
+    excluded = set(config["exclude"])
     return [s for s in dataset().valid if s.key not in excluded]
 
 
@@ -83,21 +83,30 @@ _SUBJECTS = {}
 _PLANS = {}
 
 
-def subject(wildcards):
+def subject_of(key):
+    """The discovered Subject of ``key`` (``sub-01`` or ``sub-01_ses-2``)."""
     if not _SUBJECTS:
         _SUBJECTS.update({s.key: s for s in dataset().valid})
     try:
-        return _SUBJECTS[wildcards.key]
+        return _SUBJECTS[key]
     except KeyError:
-        raise ValueError(f"unknown subject {wildcards.key}") from None
+        raise ValueError(f"unknown subject {key}") from None
+
+
+def subject(wildcards):
+    return subject_of(wildcards.key)
+
+
+def plan_of(key):
+    """The plan (brainiron.bids.Plan) of subject ``key``: computed once per subject and run."""
+    if key not in _PLANS:
+        _PLANS[key] = subject_of(key).plan(config["maps"], DERIV)
+    return _PLANS[key]
 
 
 def plan(wildcards):
-    """The subject's plan (brainiron.bids.Plan): computed once per subject and run."""
-    key = wildcards.key
-    if key not in _PLANS:
-        _PLANS[key] = subject(wildcards).plan(config["maps"], DERIV)
-    return _PLANS[key]
+    """The plan of the wildcards' subject."""
+    return plan_of(wildcards.key)
 
 
 def raw_inputs(wildcards):
@@ -135,7 +144,7 @@ def failed_subjects(wildcards):
     found = [{"subject": s.key, "stage": "discovery", "error": s.errors[0]}
              for s in dataset().failed]
     records = read_failures(DERIV)
-    for key in config.get("exclude") or []:
+    for key in config["exclude"]:
         record = records.get(key)
         if record:
             found.append({"subject": key, "stage": record["rule"], "error": record["error"]})

@@ -11,9 +11,9 @@ if PHANTOM:
         conda:
             "../envs/brainiron.yaml"
         log:
-            f"{OUT}/logs/phantom.log",
+            str(layout.run_path(OUT, "phantom_log")),
         benchmark:
-            f"{OUT}/benchmarks/phantom.tsv",
+            str(layout.run_path(OUT, "phantom_benchmark"))
         resources:
             mem_mb=2000,
         script:

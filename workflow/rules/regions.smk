@@ -18,7 +18,7 @@ rule regions:
         map_names=lambda w: list(plan(w).maps),
         map_kinds=lambda w: [kind for _, kind in plan(w).maps.values()],
         chi_reference=config["chi_reference"],
-        refined_regions=config["refinement"]["regions"],
+        refined_regions=config["refinement"]["regions"] if REFINE else [],
     conda:
         "../envs/brainiron.yaml"
     log:

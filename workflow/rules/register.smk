@@ -18,7 +18,8 @@ rule register:
     params:
         registration_kind=lambda w: plan(w).registration_kind,
         contrast_kind=lambda w: plan(w).contrast_kind,
-        settings=stage_settings("registration"),
+        # t1w_grid is read by discovery only.
+        settings=stage_settings("registration", drop=("mem_mb", "t1w_grid")),
     threads: config["threads"]
     conda:
         "../envs/brainiron.yaml"

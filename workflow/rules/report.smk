@@ -4,8 +4,7 @@
 # images the nuclei are drawn on: the registration image and the quantified maps of the
 # subject's plan (params.subjects: each subject's key and its maps' names and source kinds,
 # which say how input.maps splits). The phantom's truth tables only for the phantom.
-from brainiron.io import build_name
-from brainiron.phantom import TRUTH_PIPELINE
+from brainiron.phantom import truth_path
 
 
 rule report:
@@ -18,13 +17,9 @@ rule report:
         qc=subject_outputs("registration_qc"),
         labels=subject_outputs("dseg"),
         labels_tsv=subject_outputs("dseg_tsv"),
-        registration=lambda w: [plan(s).registration_image for s in subjects()],
-        maps=lambda w: [path for s in subjects() for path, _ in plan(s).maps.values()],
-        truth=lambda w: [
-            f"{BIDS_DIR}/derivatives/{TRUTH_PIPELINE}/{layout.folder_of(s.key)}/anat/"
-            + build_name({**s.entities, "desc": "truth"}, "regions", ".tsv")
-            for s in subjects()
-        ]
+        registration=lambda w: [plan_of(s.key).registration_image for s in subjects()],
+        maps=lambda w: [path for s in subjects() for path, _ in plan_of(s.key).maps.values()],
+        truth=lambda w: [str(truth_path(BIDS_DIR, s.key)) for s in subjects()]
         if PHANTOM
         else [],
     output:
@@ -32,7 +27,7 @@ rule report:
         figures=directory(group_out("report_figures")),
     params:
         subjects=lambda w: [
-            [s.key, [[name, kind] for name, (_, kind) in plan(s).maps.items()]]
+            [s.key, [[name, kind] for name, (_, kind) in plan_of(s.key).maps.items()]]
             for s in subjects()
         ],
     conda:

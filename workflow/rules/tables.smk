@@ -14,12 +14,10 @@ rule group:
         wide=group_out("regions_wide"),
         wide_json=group_out("regions_wide_json"),
         failed=group_out("failed"),
-        ignored=group_out("ignored"),
     params:
         iron=config["iron"],
         field_strength=config["field_strength"],
         failed=failed_subjects,
-        ignored=ignored_files,
     conda:
         "../envs/brainiron.yaml"
     log:
@@ -30,6 +28,26 @@ rule group:
         mem_mb=2000,
     script:
         "../scripts/group.py"
+
+
+rule ignored:
+    # The files brainiron does not use: their own rule, so that a new unused file in a
+    # subject's folder re-makes only this list (and the report), not the group tables.
+    localrule: True
+    output:
+        group_out("ignored"),
+    params:
+        ignored=ignored_files,
+    conda:
+        "../envs/brainiron.yaml"
+    log:
+        group_log("ignored"),
+    benchmark:
+        group_benchmark("ignored")
+    resources:
+        mem_mb=500,
+    script:
+        "../scripts/ignored.py"
 
 
 rule description:

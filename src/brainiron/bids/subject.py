@@ -125,11 +125,11 @@ class Subject:
         contrast = next(((str(self.maps[k]), k) for k in MAP_SUFFIXES if k in self.maps),
                         (fitted, "derived"))
         image = self.registration_image
+        used = contrast[1] == "derived" or any(k == "derived" for _, k in quantified.values())
         return Plan(key=self.key, registration_kind=self.registration_kind or "",
                     registration_image=str(image) if image else "",
                     contrast_image=contrast[0], contrast_kind=contrast[1], maps=quantified,
-                    fit_r2star=fit, echoes=tuple(str(p) for p in self.megre),
-                    t1w=str(self.t1w) if self.t1w else None)
+                    fit_r2star=used, echoes=tuple(str(p) for p in self.megre))
 
     def to_dict(self, *, with_ignored: bool = True) -> dict:
         """JSON-serialisable form; without ``ignored`` it holds only what changes results."""
@@ -176,10 +176,10 @@ class Plan:
         ``R2starmap``, ``T2starmap`` or ``derived``), in table order, for the configured
         maps the subject has (or gets fitted).
     fit_r2star : bool
-        R2* is fitted from the MEGRE magnitude (no R2* / T2* map, ≥ 2 echoes, R2* asked for).
+        R2* is fitted from the MEGRE magnitude (rule ``relaxometry``): it is quantified (no
+        R2* / T2* map, ≥ 2 echoes, R2* asked for) or it is the dentate contrast.
     echoes : tuple of str
         Magnitude echoes in echo order.
-    t1w : str or None
     """
 
     key: str
@@ -190,7 +190,6 @@ class Plan:
     maps: Mapping[str, tuple[str, str]]
     fit_r2star: bool
     echoes: tuple[str, ...] = ()
-    t1w: str | None = None
 
 
 @dataclass

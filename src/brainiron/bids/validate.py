@@ -126,7 +126,7 @@ def read_contrast(path: str | os.PathLike, kind: str, unit_factors: Mapping[str,
     if kind == "derived":
         values, _ = load_nifti(path)
         return values, "R2starmap"
-    values, _ = read_map(path, kind, unit_factors.get(kind, 1.0))
+    values, _ = read_map(path, kind, unit_factors[kind])
     return values, TABLE_MAP[kind]
 
 

@@ -21,13 +21,14 @@ and the transform ``x_MNI = A · (x + u(x))`` (``x`` in the subject's world coor
 Modules: :mod:`~brainiron.phantom.config` (:class:`PhantomConfig`),
 :mod:`~brainiron.phantom.geometry` (native grids, deformations, :func:`true_mapping`),
 :mod:`~brainiron.phantom.tissues` (labels, iron and the forward model) and
-:mod:`~brainiron.phantom.writer` (:func:`generate_phantom`).
+:mod:`~brainiron.phantom.writer` (:func:`generate_phantom`; :func:`truth_dir` and
+:func:`truth_path`, where the ground truth is).
 """
 
 from .config import PhantomConfig
 from .geometry import true_mapping
 from .tissues import phantom_labels
-from .writer import TRUTH_PIPELINE, generate_phantom
+from .writer import TRUTH_PIPELINE, generate_phantom, truth_dir, truth_path
 
 __all__ = ["PhantomConfig", "generate_phantom", "phantom_labels", "true_mapping",
-           "TRUTH_PIPELINE"]
+           "TRUTH_PIPELINE", "truth_dir", "truth_path"]

@@ -11,15 +11,62 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from .. import __version__, atlas, norms
+from .. import __version__, atlas, layout, norms
 from ..io import build_name, save_nifti, write_json, write_tsv
 from .config import PhantomConfig
 from .geometry import make_geometry, sample, smooth_field
 from .tissues import BACKGROUND, phantom_labels, subject_iron, tissue_lut, truth_table
 
-__all__ = ["TRUTH_PIPELINE", "generate_phantom"]
+__all__ = ["TRUTH_PIPELINE", "generate_phantom", "truth_dir", "truth_path"]
 
+#: The ground truth's derivatives folder, ``<bids_dir>/derivatives/phantom-truth``.
 TRUTH_PIPELINE = "phantom-truth"
+
+
+def truth_dir(bids_dir: str | Path, key: str | None = None) -> Path:
+    """The phantom's ground-truth folder, or one subject's ``anat`` folder in it.
+
+    Parameters
+    ----------
+    bids_dir : path
+        The phantom BIDS dataset.
+    key : str, optional
+        ``sub-01`` (or ``sub-01_ses-2``); default the truth's root (``truth.tsv``,
+        ``dataset_description.json``).
+
+    Returns
+    -------
+    Path
+        ``<bids_dir>/derivatives/phantom-truth[/sub-<label>[/ses-<label>]/anat]``.
+    """
+    root = Path(bids_dir) / "derivatives" / TRUTH_PIPELINE
+    return root if key is None else root / layout.folder_of(key) / "anat"
+
+
+def truth_path(bids_dir: str | Path, key: str, entities: dict | None = None,
+               suffix: str = "regions", ext: str = ".tsv") -> Path:
+    """A file of one subject's ground truth; by default its truth table.
+
+    Parameters
+    ----------
+    bids_dir : path
+        The phantom BIDS dataset.
+    key : str
+        ``sub-01`` (or ``sub-01_ses-2``).
+    entities : dict, optional
+        Entities after the key's (``{"space": "individual", "atlas": "CIT168"}``); default
+        ``{"desc": "truth"}``.
+    suffix, ext : str
+        BIDS suffix and extension (default the truth table, ``regions`` ``.tsv``).
+
+    Returns
+    -------
+    Path
+        ``truth_dir(bids_dir, key) / "sub-01_desc-truth_regions.tsv"`` by default.
+    """
+    keyed = dict(part.split("-", 1) for part in key.split("_"))
+    extra = {"desc": "truth"} if entities is None else entities
+    return truth_dir(bids_dir, key) / build_name({**keyed, **extra}, suffix, ext)
 
 
 def _rician(signal: np.ndarray, sigma: float, rng) -> np.ndarray:
@@ -101,29 +148,29 @@ def _write_subject(root: Path, label: str, index: int, cfg: PhantomConfig,
         write_json({"MagneticFieldStrength": b0}, anat / build_name(sub, "T1w", ".json"))
 
     # Ground truth.
-    truth = root / "derivatives" / TRUTH_PIPELINE / f"sub-{label}" / "anat"
-    native = {**sub, "space": "individual"}
+    key = f"sub-{label}"
+    native = {"space": "individual"}
     dseg = np.where(tissue_index <= 20, tissue_index, 0).astype(np.int16)
-    save_nifti(dseg, truth / build_name({**native, "atlas": "CIT168"}, "dseg"), geom.affine,
-               intent="label")
-    write_tsv(labels.lookup, truth / build_name({**native, "atlas": "CIT168"}, "dseg", ".tsv"))
-    save_nifti(tissue_index, truth / build_name({**native, "desc": "tissue"}, "dseg"),
+    save_nifti(dseg, truth_path(root, key, {**native, "atlas": "CIT168"}, "dseg", ".nii.gz"),
                geom.affine, intent="label")
+    write_tsv(labels.lookup, truth_path(root, key, {**native, "atlas": "CIT168"}, "dseg"))
+    save_nifti(tissue_index, truth_path(root, key, {**native, "desc": "tissue"}, "dseg",
+                                        ".nii.gz"), geom.affine, intent="label")
     write_tsv(lut[["index", "key"]].rename(columns={"key": "name"}),
-              truth / build_name({**native, "desc": "tissue"}, "dseg", ".tsv"))
-    xfm = {**sub, "from": "individual", "to": atlas.TEMPLATE_NAME, "mode": "points"}
+              truth_path(root, key, {**native, "desc": "tissue"}, "dseg"))
+    xfm = {"from": "individual", "to": atlas.TEMPLATE_NAME, "mode": "points"}
     write_json({
         "matrix": geom.mni_from_native.tolist(),
         "convention": "x_MNI = A @ (x + u(x)); x: subject world coordinates (mm, RAS), u: the "
                       "displacement field of the companion _desc-displacement_xfm.nii.gz "
                       "(mm, world axes, on the subject's native grid)",
         "orientation": geom.orientation,
-    }, truth / build_name({**xfm, "desc": "affine"}, "xfm", ".json"))
-    save_nifti(np.moveaxis(geom.displacement, 0, -1), truth / build_name(
-        {**xfm, "desc": "displacement"}, "xfm"), geom.affine)
+    }, truth_path(root, key, {**xfm, "desc": "affine"}, "xfm", ".json"))
+    save_nifti(np.moveaxis(geom.displacement, 0, -1), truth_path(
+        root, key, {**xfm, "desc": "displacement"}, "xfm", ".nii.gz"), geom.affine)
     table = truth_table(lut, tissue_index, float(np.prod(cfg.voxel_size)))
-    table.insert(0, "participant_id", f"sub-{label}")
-    write_tsv(table, truth / build_name({**sub, "desc": "truth"}, "regions", ".tsv"))
+    table.insert(0, "participant_id", key)
+    write_tsv(table, truth_path(root, key))
     return table
 
 
@@ -181,7 +228,7 @@ def generate_phantom(out_dir: str | Path, config: PhantomConfig | None = None,
         write_json({"Name": "brainiron phantom", "BIDSVersion": "1.10.0", "DatasetType": "raw",
                     "GeneratedBy": [{"Name": "brainiron phantom", "Version": __version__}],
                     "brainironPhantom": settings}, tmp / "dataset_description.json")
-        truth_root = tmp / "derivatives" / TRUTH_PIPELINE
+        truth_root = truth_dir(tmp)
         write_json({"Name": "brainiron phantom ground truth", "BIDSVersion": "1.10.0",
                     "DatasetType": "derivative",
                     "GeneratedBy": [{"Name": "brainiron phantom", "Version": __version__}]},

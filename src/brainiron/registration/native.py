@@ -22,6 +22,7 @@ from .transforms import (
     FieldWarp,
     Registration,
     compose_forward,
+    cropped_affine,
     field_transform,
     forward_warp,
     warp_brain_mask,
@@ -29,8 +30,8 @@ from .transforms import (
     warp_probabilities,
 )
 
-__all__ = ["NativeAtlas", "label_lookup", "maps_grid_warp", "native_atlas", "probseg_affine",
-           "probseg_header", "probseg_sidecar", "segmented_probabilities"]
+__all__ = ["NativeAtlas", "label_lookup", "maps_grid_warp", "native_atlas", "probseg_header",
+           "probseg_sidecar", "segmented_probabilities"]
 
 
 @dataclass
@@ -128,13 +129,6 @@ def segmented_probabilities(probabilities: np.ndarray, box: tuple[slice, ...],
             probabilities[..., k] = np.where(labels[box] == index, 255, 0).astype(np.uint8)
 
 
-def probseg_affine(affine: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
-    """Voxel → world (RAS, mm) of a box of the grid ``affine`` (its start moved)."""
-    box_affine = np.array(affine, dtype=float, copy=True)
-    box_affine[:3, 3] = (box_affine @ np.r_[[s.start for s in box], 1.0])[:3]
-    return box_affine
-
-
 def native_atlas(result: Registration, shape, affine, contrast_values: np.ndarray,
                  contrast_kind: str, scratch: str | Path) -> NativeAtlas:
     """Atlas labels, probabilities, dentate and brain mask on the maps' grid.
@@ -185,7 +179,7 @@ def native_atlas(result: Registration, shape, affine, contrast_values: np.ndarra
     voxels = {name: int((labels == i).sum())
               for i, name in zip(lookup["index"], lookup["name"], strict=True)}
     return NativeAtlas(labels=labels, probabilities=probs, box=box,
-                       box_affine=probseg_affine(affine, box), brain_mask=brain,
+                       box_affine=cropped_affine(affine, box), brain_mask=brain,
                        dentate=dentate_info, lookup=lookup.reset_index(drop=True),
                        label_voxels=voxels, timing=timing, forward_field=str(field_path))
 

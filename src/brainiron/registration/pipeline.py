@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import atlas
+from .. import atlas, layout
 from ..masks import chi_brain_mask, foreground_mask
 from ..settings import RegistrationSettings
 from .images import on_grid, resample_antialiased, to_ants
@@ -349,11 +349,11 @@ def describe(settings: RegistrationSettings, kinds: Sequence[str], chi_template:
                else settings.multicontrast_syn_metric for k in kinds or ["T1w"]}
     text = (
         f"The {' / '.join(kinds) or 'registration'} image of each subject was registered to the "
-        "MNI152NLin2009cAsym template [@fonov] with ANTs (ANTsPy, "
+        f"{layout.TEMPLATE} template [@fonov] with ANTs (ANTsPy, "
         f"{settings.transform}, metric {' / '.join(sorted(metrics))}) [@avants], and the "
-        "CIT168 subcortical nuclei [@pauli] with the FreeSurfer aseg thalamus [@fischl] were "
-        "carried to the subject's grid through the inverse transform (nearest-neighbour "
-        "labels, partial-volume probabilities).")
+        f"{layout.ATLAS} subcortical nuclei [@pauli] with the FreeSurfer aseg thalamus "
+        "[@fischl] were carried to the subject's grid through the inverse transform "
+        "(nearest-neighbour labels, partial-volume probabilities).")
     if chi_template:
         text += (
             " Subjects with a χ map only were registered to a χ-contrast version of the "

@@ -20,14 +20,7 @@ function per section), :mod:`~brainiron.report.methods` (methods text from each 
 page from the templates in ``_assets/``), :mod:`~brainiron.report.inputs` (what the report
 reads) and :mod:`~brainiron.report.build`.
 
-References
-----------
-.. [1] Fonov V et al. (2011) Unbiased average age-appropriate atlases for pediatric studies.
-   NeuroImage 54:313-327.
-.. [2] Pauli WM, Nili AN, Tyszka JM (2018) A high-resolution probabilistic in vivo atlas of
-   human subcortical brain nuclei. Sci Data 5:180063.
-.. [3] Hallgren B, Sourander P (1958) The effect of age on the non-haemin iron in the human
-   brain. J Neurochem 3:41-51.
+Citations: ``data/references.tsv`` (:mod:`brainiron.references`).
 """
 
 from .build import build_report

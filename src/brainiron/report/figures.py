@@ -224,7 +224,7 @@ def truth_figure(merged: pd.DataFrame) -> Figure:
     ----------
     merged : DataFrame
         ``quantity, true, measured`` (one row per subject × region × hemisphere, in the
-        quantity's units; :func:`brainiron.report.tables.truth_comparison`).
+        quantity's units; :func:`brainiron.report.summaries.truth_comparison`).
 
     Returns
     -------

@@ -41,8 +41,10 @@ class SubjectInputs:
     qc : path or None
         The registration QC sidecar (``*_desc-registration_qc.json``).
     labels : path
-        The native-space atomic labels (``*_space-individual_atlas-CIT168_dseg.nii.gz``; the
-        ``_dseg.tsv`` beside it names the labels).
+        The native-space atomic labels (``*_space-individual_atlas-CIT168_dseg.nii.gz``).
+    lookup : path or None
+        The table naming the labels (``index, name``: the ``_dseg.tsv`` written with them);
+        ``None`` (or a missing file) draws the labels with brainiron's region table.
     registration_image : path or None
         The image that was registered (T1w, GRE magnitude, χ ...): the first overlay.
     maps : mapping
@@ -55,16 +57,18 @@ class SubjectInputs:
     key: str
     qc: PathLike | None
     labels: PathLike
+    lookup: PathLike | None = None
     registration_image: PathLike | None = None
     maps: Mapping[str, PathLike | tuple[PathLike, str]] = field(default_factory=dict)
 
     @classmethod
     def from_layout(cls, deriv: PathLike, key: str, *, registration_image: PathLike | None
                     = None, maps: Mapping | None = None) -> SubjectInputs:
-        """The QC sidecar and label image at their places in brainiron's derivatives
-        (:mod:`brainiron.layout`), with the given images."""
+        """The QC sidecar, label image and lookup table at their places in brainiron's
+        derivatives (:mod:`brainiron.layout`), with the given images."""
         return cls(key=key, qc=layout.subject_path(deriv, "registration_qc", key),
                    labels=layout.subject_path(deriv, "dseg", key),
+                   lookup=layout.subject_path(deriv, "dseg_tsv", key),
                    registration_image=registration_image, maps=dict(maps or {}))
 
     def map_files(self) -> dict[str, tuple[Path, str]]:
@@ -89,11 +93,13 @@ def _suffix(path: Path) -> str | None:
 @dataclass(frozen=True)
 class SubjectRecord:
     """A subject as the report draws it: its QC record (``{}`` when the sidecar is missing
-    or unreadable) and its files."""
+    or unreadable), its files and its label names (``lookup``: label index → name, ``None``
+    for brainiron's region table)."""
 
     key: str
     qc: dict
     labels: Path
+    lookup: dict[int, str] | None
     registration_image: Path | None
     maps: dict[str, tuple[Path, str]]
 
@@ -149,9 +155,19 @@ def _read_json(path: PathLike | None) -> dict:
         return {}
 
 
+def _read_lookup(path: PathLike | None) -> dict[int, str] | None:
+    """Label index → name from an ``index, name`` table; ``None`` when there is none or it is
+    missing or unreadable."""
+    table = read_optional_tsv(path)
+    if table is None or not {"index", "name"} <= set(table.columns):
+        return None
+    return dict(zip(table["index"].astype(int), table["name"].astype(str), strict=True))
+
+
 def _subject_record(s: SubjectInputs) -> SubjectRecord:
     reg = Path(s.registration_image) if s.registration_image is not None else None
     return SubjectRecord(key=s.key, qc=_read_json(s.qc), labels=Path(s.labels),
+                         lookup=_read_lookup(s.lookup),
                          registration_image=reg, maps=s.map_files())
 
 

@@ -65,19 +65,20 @@ def _as_img(img) -> nib.spatialimages.SpatialImage:
     return img
 
 
+#: What names the labels: index → name, an ``index, name`` table, its path, or ``None``.
+Lookup = Mapping[int, str] | pd.DataFrame | str | os.PathLike | None
+
 _HEMI_SUFFIX = re.compile(r"_(L|R|LH|RH|left|right)$")
 
 
-def _label_names(labels_img, lookup) -> dict[int, tuple[str, str]]:
+def _label_names(lookup) -> dict[int, tuple[str, str]]:
     """Label index → (region, hemisphere ``L`` / ``R`` / ``""``).
 
-    From ``lookup`` (mapping or ``index, name`` table, names like ``SNr_L``), else the
-    ``_dseg.tsv`` beside a label file, else brainiron's region table.
+    From ``lookup`` (mapping, ``index, name`` table or the path of one; names like
+    ``SNr_L``), else brainiron's region table.
     """
-    if lookup is None and isinstance(labels_img, str | os.PathLike):
-        sidecar = Path(re.sub(r"\.nii(\.gz)?$", ".tsv", str(labels_img)))
-        if sidecar.is_file():
-            lookup = read_tsv(sidecar)
+    if isinstance(lookup, str | os.PathLike):
+        lookup = read_tsv(lookup)
     if lookup is None:
         table = atlas.region_table()
         atomic = table[table["kind"] == "atomic"]
@@ -98,17 +99,16 @@ def _label_data(labels_img) -> np.ndarray:
         np.int32)
 
 
-def nuclei_cut_coords(labels_img, lookup: Mapping[int, str] | pd.DataFrame | None = None
-                      ) -> dict[str, tuple[float, float, float]]:
+def nuclei_cut_coords(labels_img, lookup: Lookup = None) -> dict[str, tuple[float, float, float]]:
     """World coordinates (mm) of the cuts through the substantia nigra and the pallidum.
 
     Parameters
     ----------
     labels_img : nibabel image or path
         Atomic labels on any grid (brainiron's ``*_dseg.nii.gz``).
-    lookup : mapping or DataFrame, optional
-        Label index → name (``SNr_L`` ...); default the ``_dseg.tsv`` beside a path, else
-        brainiron's region table.
+    lookup : mapping, DataFrame or path, optional
+        Label index → name (``SNr_L`` ...), or the ``index, name`` table (``_dseg.tsv``);
+        default brainiron's region table.
 
     Returns
     -------
@@ -118,7 +118,7 @@ def nuclei_cut_coords(labels_img, lookup: Mapping[int, str] | pd.DataFrame | Non
         (so that the sagittal view cuts through a nucleus, not the midline). A nucleus with
         no voxel falls back to the centroid of all labels, then to the image centre.
     """
-    names = _label_names(labels_img, lookup)
+    names = _label_names(lookup)
     img = _as_img(labels_img)
     data = _label_data(img)
     affine = img.affine
@@ -232,7 +232,7 @@ def _display_images(background_img, labels_img, margin_mm: float | None):
 def subject_overlays(background_img, labels_img, out_png, *, title: str | None = None,
                      cut_coords: Mapping[str, Sequence[float]] | None = None,
                      units: str | None = None,
-                     lookup: Mapping[int, str] | pd.DataFrame | None = None,
+                     lookup: Lookup = None,
                      vmin: float | None = None, vmax: float | None = None,
                      margin_mm: float | None = 25.0, dpi: int = 90) -> Path:
     """Draw the native-space nuclei as contours on a background image; write a PNG.
@@ -258,9 +258,9 @@ def subject_overlays(background_img, labels_img, out_png, *, title: str | None =
         ``{"SN": ..., "GP": ...}`` from the labels.
     units : str, optional
         Units of the background, shown on the colour bar's row titles (``ppm``, ``1/s``).
-    lookup : mapping or DataFrame, optional
-        Label index → name; default the ``_dseg.tsv`` beside ``labels_img``, else brainiron's
-        region table.
+    lookup : mapping, DataFrame or path, optional
+        Label index → name, or the ``index, name`` table (``_dseg.tsv``); default
+        brainiron's region table.
     vmin, vmax : float, optional
         Grey-scale window in the background's units; default its 1st to 99.5th percentile
         (non-zero voxels), widened to the 99.5th percentile inside the labels.
@@ -277,7 +277,7 @@ def subject_overlays(background_img, labels_img, out_png, *, title: str | None =
     from nilearn import plotting
     from nilearn.image import new_img_like
 
-    names = _label_names(labels_img, lookup)
+    names = _label_names(lookup)
     coords = dict(cut_coords) if cut_coords is not None else nuclei_cut_coords(labels_img,
                                                                                lookup)
     with warnings.catch_warnings():

@@ -224,9 +224,9 @@ def _overlays(s: SubjectRecord, figs: Path) -> list[str]:
         png = figs / f"{s.key}_desc-{re.sub(r'[^A-Za-z0-9]', '', slug)}_overlay.png"
         try:
             if cuts is None:
-                cuts = nuclei_cut_coords(s.labels)
+                cuts = nuclei_cut_coords(s.labels, s.lookup)
             subject_overlays(path, s.labels, png, title=f"{s.key} · {label}", cut_coords=cuts,
-                             units=units)
+                             units=units, lookup=s.lookup)
         except Exception as exc:  # noqa: BLE001 - one bad image must not stop the report
             out.append(_note(f"{esc(label)}: overlay failed ({esc(exc)})", "bad"))
             continue

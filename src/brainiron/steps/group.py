@@ -1,15 +1,14 @@
 """Rule ``group``: every subject's regional table in one long and one wide table, with
-their sidecars; the subjects that failed and the files that were ignored."""
+their sidecars; the subjects that failed."""
 
 from __future__ import annotations
 
 from ..io import write_json, write_tsv
-from ..settings import Settings
+from ..settings import IronSettings, Settings
 from ..tables import (
     column_descriptions,
     failed_table,
     group_table,
-    ignored_table,
     wide_descriptions,
     wide_table,
 )
@@ -17,8 +16,8 @@ from ..tables import (
 
 def main(smk) -> None:
     out = smk.output
-    settings = Settings.from_config({"iron": smk.params.iron,
-                                     "field_strength": smk.params.field_strength})
+    settings = Settings(iron=IronSettings.from_config(smk.params.iron),
+                        field_strength=float(smk.params.field_strength))
     participants = list(smk.input.participants)
     long = group_table(list(smk.input.stats), participants[0] if participants else None,
                        settings)
@@ -28,4 +27,3 @@ def main(smk) -> None:
     write_tsv(wide, out.wide)
     write_json(wide_descriptions(wide), out.wide_json)
     write_tsv(failed_table(smk.params.failed), out.failed)
-    write_tsv(ignored_table(smk.params.ignored), out.ignored)

@@ -1,9 +1,9 @@
 """Rule ``report``: the self-contained HTML report (tables, figures, overlays, methods).
 
 The rule lists every subject's files in the same order (``input.qc``, ``input.labels``,
-``input.registration``), the quantified maps subject after subject (``input.maps``), and in
-``params.subjects`` each subject's key with the names and source kinds of its maps, which
-say how ``input.maps`` splits.
+``input.labels_tsv``, ``input.registration``), the quantified maps subject after subject
+(``input.maps``), and in ``params.subjects`` each subject's key with the names and source
+kinds of its maps, which say how ``input.maps`` splits.
 """
 
 from __future__ import annotations
@@ -19,19 +19,21 @@ def _files(value) -> list[str]:
 
 
 def subject_inputs(subjects: Sequence, qc: Sequence[str], labels: Sequence[str],
-                   registration: Sequence[str], maps: Sequence[str]) -> list[SubjectInputs]:
+                   lookups: Sequence[str], registration: Sequence[str],
+                   maps: Sequence[str]) -> list[SubjectInputs]:
     """Pair each subject of ``params.subjects`` (``[key, [[map, kind], ...]]``) with its
     files; ``maps`` holds every subject's maps, in that order."""
-    if not len(qc) == len(labels) == len(registration) == len(subjects):
+    if not len(qc) == len(labels) == len(lookups) == len(registration) == len(subjects):
         raise ValueError(f"report inputs out of step: {len(subjects)} subjects, {len(qc)} QC "
-                         f"files, {len(labels)} label images, {len(registration)} "
-                         "registration images")
+                         f"files, {len(labels)} label images, {len(lookups)} lookup tables, "
+                         f"{len(registration)} registration images")
     if sum(len(m) for _, m in subjects) != len(maps):
         raise ValueError(f"report inputs out of step: {len(maps)} maps for "
                          f"{sum(len(m) for _, m in subjects)} in params.subjects")
     out, files = [], iter(maps)
-    for (key, kinds), q, lab, reg in zip(subjects, qc, labels, registration, strict=True):
-        out.append(SubjectInputs(key=key, qc=q, labels=lab, registration_image=reg,
+    for (key, kinds), q, lab, lut, reg in zip(subjects, qc, labels, lookups, registration,
+                                              strict=True):
+        out.append(SubjectInputs(key=key, qc=q, labels=lab, lookup=lut, registration_image=reg,
                                  maps={name: (next(files), kind) for name, kind in kinds}))
     return out
 
@@ -39,7 +41,7 @@ def subject_inputs(subjects: Sequence, qc: Sequence[str], labels: Sequence[str],
 def main(smk) -> None:
     i = smk.input
     subjects = subject_inputs(smk.params.subjects, _files(i.qc), _files(i.labels),
-                              _files(i.registration), _files(i.maps))
+                              _files(i.labels_tsv), _files(i.registration), _files(i.maps))
     build_report(smk.output.report, subjects, regions=i.regions, comparison=i.comparison,
                  failed=i.failed, ignored=i.ignored, description=i.description,
                  phantom_truth=_files(i.truth), figures_dir=smk.output.figures)
