@@ -292,3 +292,17 @@ def test_participant_filter(phantom_dir):
     assert [s.key for s in ds.subjects] == ["sub-02"]
     with pytest.raises(InputError, match="participant\\(s\\) not found: sub-09"):
         discover(phantom_dir, participant_label=["09"])
+
+
+@pytest.mark.parametrize("value, message", [
+    (0, "MagneticFieldStrength 0 T is implausible"),
+    (-3, "MagneticFieldStrength -3 T is implausible"),
+    (30, "MagneticFieldStrength 30 T is implausible"),
+    ("3T", "MagneticFieldStrength must be a number"),
+])
+def test_implausible_field_strength_names_the_sidecar(dataset_copy, value, message):
+    path = _anat(dataset_copy) / "sub-01_Chimap.json"
+    meta = json.loads(path.read_text())
+    meta["MagneticFieldStrength"] = value
+    path.write_text(json.dumps(meta))
+    assert f"sub-01_Chimap.json: {message}" in _error(dataset_copy)

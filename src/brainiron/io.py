@@ -224,15 +224,32 @@ def _json_default(obj):
 
 
 def read_json(path: str | os.PathLike) -> dict:
-    """Read a JSON file; malformed JSON raises :class:`InputError` naming the file and line."""
+    """Read a JSON sidecar (UTF-8, a BOM allowed) holding an object.
+
+    Raises
+    ------
+    InputError
+        Naming the file: unreadable, not UTF-8 (latin-1 bytes, UTF-16), malformed JSON (with
+        line and column), nested too deeply, or not an object.
+    """
     try:
-        with open(path) as fh:
-            obj = json.load(fh)
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(path, f"cannot read: {exc.strerror}") from None
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise InputError(path, "UTF-16 text; BIDS sidecars must be UTF-8 (save it as UTF-8)")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at position "
+                               f"{exc.start}); BIDS sidecars must be UTF-8") from None
+    try:
+        obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(path, f"malformed JSON (line {exc.lineno}, column {exc.colno}: "
                                f"{exc.msg})") from None
-    except OSError as exc:
-        raise InputError(path, f"cannot read: {exc.strerror}") from None
+    except RecursionError:
+        raise InputError(path, "JSON nested too deeply to be a sidecar") from None
     if not isinstance(obj, dict):
         raise InputError(path, "JSON sidecar must hold an object ({...}), not a "
                                f"{type(obj).__name__}")

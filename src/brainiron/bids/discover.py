@@ -173,6 +173,22 @@ def _check_echoes(echoes: list[Path], root: Path) -> tuple[list[Path], list[floa
     return paths, tes, meta0
 
 
+def _field_strength(meta: Mapping, chain: list[Path], image: Path) -> dict[Path, float]:
+    """``{sidecar: B0}`` when the metadata state ``MagneticFieldStrength``; checked (0-20 T)."""
+    if "MagneticFieldStrength" not in meta:
+        return {}
+    value = meta["MagneticFieldStrength"]
+    where = next((p for p in reversed(chain) if "MagneticFieldStrength" in read_json(p)),
+                 image)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InputError(where, f"MagneticFieldStrength must be a number in tesla, found "
+                                f"{value!r}")
+    if not np.isfinite(value) or not 0 < value <= 20:
+        raise InputError(where, f"MagneticFieldStrength {value:g} T is implausible (must be "
+                                "more than 0 and at most 20 T)")
+    return {where: float(value)}
+
+
 def grids_match(img_a, img_b, atol: float = 1e-3) -> bool:
     """True when two images have the same 3D shape and voxel-to-world affine (to ``atol`` mm)."""
     return (tuple(img_a.shape[:3]) == tuple(img_b.shape[:3])
@@ -229,18 +245,21 @@ def _discover_subject(anat: Path, root: Path, subject: str, session: str,
                                     "and R2* needs at least 2 MEGRE echoes")
 
         # Headers: readable, 3D, sane affine; maps and echoes share one grid.
-        metas = [megre_meta]
+        strengths = {}
+        if subj.megre:
+            strengths.update(_field_strength(megre_meta, sidecar(subj.megre[0], root)[1],
+                                             subj.megre[0]))
         headers = {}
         for kind, path in subj.maps.items():
             headers[kind] = load_nifti(path, load_data=False)[1]
-            meta, _ = sidecar(path, root)
-            metas.append(meta)
+            meta, chain = sidecar(path, root)
+            strengths.update(_field_strength(meta, chain, path))
             subj.units[kind] = str(meta.get("Units", "")).strip()
         for k, path in enumerate(subj.megre, start=1):
             headers[f"MEGRE echo-{k}"] = load_nifti(path, load_data=False)[1]
         if subj.t1w is not None:
             headers["T1w"] = load_nifti(subj.t1w, load_data=False)[1]
-            metas.append(sidecar(subj.t1w, root)[0])
+            strengths.update(_field_strength(*sidecar(subj.t1w, root), subj.t1w))
         grid_names = [n for n in headers if n != "T1w"]
         ref_name = grid_names[0]
         paths = {**subj.maps, **{f"MEGRE echo-{k}": p for k, p in enumerate(subj.megre, 1)}}
@@ -255,12 +274,11 @@ def _discover_subject(anat: Path, root: Path, subject: str, session: str,
                     "subject must share one grid" + (
                         " (or set registration.t1w_grid: world to use scanner coordinates)"
                         if name == "T1w" else "")))
-        strengths = {float(m["MagneticFieldStrength"]) for m in metas
-                     if isinstance(m.get("MagneticFieldStrength"), int | float)}
-        if len(strengths) > 1:
+        values = set(strengths.values())
+        if len(values) > 1:
             raise InputError(where, f"sidecars disagree on MagneticFieldStrength "
-                                    f"({sorted(strengths)} T)")
-        subj.field_strength = strengths.pop() if strengths else None
+                                    f"({sorted(values)} T)")
+        subj.field_strength = values.pop() if values else None
     except InputError as exc:
         subj.errors.append(str(exc))
     return subj
