@@ -306,3 +306,21 @@ def test_implausible_field_strength_names_the_sidecar(dataset_copy, value, messa
     meta["MagneticFieldStrength"] = value
     path.write_text(json.dumps(meta))
     assert f"sub-01_Chimap.json: {message}" in _error(dataset_copy)
+
+
+@pytest.mark.parametrize("name, fn, message", [
+    ("Chimap", lambda d: np.where(d != 0, 0.1, 0.0), "the Chimap is constant"),
+    ("Chimap", lambda d: np.full_like(d, 0.05), "the Chimap is constant"),
+    ("R2starmap", lambda d: -d, "median R2* -"),
+])
+def test_constant_or_negative_maps_are_refused(dataset_copy, name, fn, message):
+    path = _anat(dataset_copy) / f"sub-01_{name}.nii.gz"
+    _rewrite(path, lambda d, img: (fn(d).astype(np.float32), img.affine))
+    assert f"sub-01_{name}.nii.gz: {message}" in _error(dataset_copy, validate=True)
+
+
+def test_field_strength_must_be_positive(phantom_dir):
+    subj = _subject(phantom_dir)
+    subj.field_strength = None
+    with pytest.raises(InputError, match="field strength 0 T: must be positive"):
+        validate_subject(subj, field_strength=0.0)
