@@ -324,3 +324,31 @@ def test_field_strength_must_be_positive(phantom_dir):
     subj.field_strength = None
     with pytest.raises(InputError, match="field strength 0 T: must be positive"):
         validate_subject(subj, field_strength=0.0)
+
+
+def test_participants_89_plus_is_89_and_marked(dataset_copy):
+    tsv = dataset_copy / "participants.tsv"
+    lines = tsv.read_text().splitlines()
+    head = lines[0].split("\t")
+    row = lines[1].split("\t")
+    row[head.index("age")] = "89+"
+    tsv.write_text("\r\n".join([lines[0], "\t".join(row), *lines[2:]]) + "\r\n")
+    ds = discover(dataset_copy)
+    assert not ds.failed
+    people = ds.participants.set_index("participant_id")
+    assert people.loc["sub-01", "age"] == 89 and people.loc["sub-01", "age_note"] == "89+"
+    assert pd.isna(people.loc["sub-02", "age_note"])
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("\textra", "row 1 has 5 fields, header has 4"),
+    (None, "row 1 has 3 fields, header has 4"),
+])
+def test_ragged_participants_row(dataset_copy, extra, message):
+    tsv = dataset_copy / "participants.tsv"
+    lines = tsv.read_text().splitlines()
+    assert lines[0].count("\t") == 3
+    lines[1] = lines[1] + extra if extra else lines[1].rsplit("\t", 1)[0]
+    tsv.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=f"participants.tsv: {message}"):
+        discover(dataset_copy)

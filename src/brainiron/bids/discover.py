@@ -19,7 +19,7 @@ from ..errors import InputError
 from ..io import load_nifti, parse_name, read_json, read_tsv
 from .subject import MAP_SUFFIXES, Dataset, Subject
 
-__all__ = ["discover", "grids_match", "sidecar"]
+__all__ = ["discover", "grids_match", "parse_ages", "sidecar"]
 
 _LABEL_RE = re.compile(r"^[a-zA-Z0-9]+$")
 _NIFTI_RE = re.compile(r"\.nii(\.gz)?$")
@@ -284,10 +284,68 @@ def _discover_subject(anat: Path, root: Path, subject: str, session: str,
     return subj
 
 
+def _check_rows(path: Path) -> None:
+    """Every row of a BIDS TSV has the header's number of fields (no quoting in BIDS)."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not UTF-8 text (byte at position {exc.start}); BIDS TSV "
+                               "files must be UTF-8") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot read: {exc.strerror}") from None
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise InputError(path, "empty file (a header row with participant_id is needed)")
+    width = lines[0].count("\t") + 1
+    for row, line in enumerate(lines[1:], start=1):
+        fields = line.count("\t") + 1
+        if fields != width:
+            raise InputError(path, f"row {row} has {fields} fields, header has {width} "
+                                   "(tab-separated, one field per column)")
+
+
+def parse_ages(table: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """Column ``age`` as years; BIDS' de-identified ``89+`` becomes 89, marked in ``age_note``.
+
+    Parameters
+    ----------
+    table : DataFrame
+        ``participants.tsv`` as read (any dtype).
+    path : path
+        For the message.
+
+    Returns
+    -------
+    DataFrame
+        A copy with numeric ``age`` (and ``age_note`` = ``89+`` on the capped rows, when
+        there are any).
+
+    Raises
+    ------
+    InputError
+        A value that is neither a number nor ``<number>+``.
+    """
+    if "age" not in table.columns:
+        return table
+    table = table.copy()
+    text = table["age"].astype("string").str.strip()
+    capped = text.str.fullmatch(r"\d+(\.\d+)?\+").fillna(False).astype(bool)
+    age = pd.to_numeric(text.where(~capped, text.str.rstrip("+")), errors="coerce")
+    wrong = table.loc[age.isna() & table["age"].notna(), "age"].tolist()
+    if wrong:
+        raise InputError(path, f"column age must be numeric (years, or 89+), found "
+                               f"{wrong[0]!r}")
+    table["age"] = age
+    if capped.any():
+        table["age_note"] = text.where(capped, None)
+    return table
+
+
 def _read_participants(root: Path) -> pd.DataFrame | None:
     path = root / "participants.tsv"
     if not path.exists():
         return None
+    _check_rows(path)
     table = read_tsv(path, dtype=str)
     if "participant_id" not in table.columns:
         raise InputError(path, "missing column participant_id (columns found: "
@@ -300,13 +358,7 @@ def _read_participants(root: Path) -> pd.DataFrame | None:
     dup = ids[ids.duplicated()].unique().tolist()
     if dup:
         raise InputError(path, f"duplicate participant_id {', '.join(dup)}")
-    if "age" in table.columns:
-        age = pd.to_numeric(table["age"], errors="coerce")
-        wrong = table.loc[age.isna() & table["age"].notna(), "age"].tolist()
-        if wrong:
-            raise InputError(path, f"column age must be numeric (years), found {wrong[0]!r}")
-        table["age"] = age
-    return table
+    return parse_ages(table, path)
 
 
 def discover(bids_dir: str | Path, participant_label: Iterable[str] | None = None,
