@@ -352,3 +352,27 @@ def test_ragged_participants_row(dataset_copy, extra, message):
     tsv.write_text("\n".join(lines) + "\n")
     with pytest.raises(InputError, match=f"participants.tsv: {message}"):
         discover(dataset_copy)
+
+
+def _into_session(root, sub="01", ses="1"):
+    anat = _anat(root, sub)
+    target = root / f"sub-{sub}" / f"ses-{ses}" / "anat"
+    target.mkdir(parents=True)
+    for path in sorted(anat.iterdir()):
+        path.rename(target / path.name.replace(f"sub-{sub}_", f"sub-{sub}_ses-{ses}_"))
+    anat.rmdir()
+    return target
+
+
+def test_sessions_mixed_with_sessionless_anat_is_an_error(dataset_copy):
+    target = _into_session(dataset_copy)
+    assert _subject(dataset_copy).key == "sub-01_ses-1"
+    shutil.copytree(target, _anat(dataset_copy))
+    assert "sub-01: has both session folders (ses-1) and a session-less anat/" in \
+        _error(dataset_copy)
+
+
+def test_invalid_session_label_is_an_error_not_zero_subjects(dataset_copy):
+    target = _into_session(dataset_copy)
+    target.parent.rename(target.parent.with_name("ses-1_a"))
+    assert "ses-1_a: invalid session label 'ses-1_a'" in _error(dataset_copy)

@@ -195,9 +195,17 @@ def grids_match(img_a, img_b, atol: float = 1e-3) -> bool:
             and np.allclose(img_a.affine, img_b.affine, atol=atol))
 
 
-def _grid_text(img) -> str:
+def _grid_text(img, other=None) -> str:
+    """Shape and voxel size; with ``other`` of the same shape, how far the affines differ."""
     zooms = tuple(round(float(z), 3) for z in img.header.get_zooms()[:3])
-    return f"shape {tuple(int(s) for s in img.shape[:3])}, voxel {zooms} mm"
+    text = f"shape {tuple(int(s) for s in img.shape[:3])}, voxel {zooms} mm"
+    if other is not None and tuple(img.shape[:3]) == tuple(other.shape[:3]):
+        codes = tuple(int(img.header[c]) for c in ("qform_code", "sform_code"))
+        gap = float(np.abs(np.asarray(img.affine) - np.asarray(other.affine)).max())
+        text += (f"; same shape, but its voxel-to-world matrix differs by up to {gap:.3g} "
+                 f"(qform_code {codes[0]}, sform_code {codes[1]}: check the header's "
+                 "orientation)")
+    return text
 
 
 def _discover_subject(anat: Path, root: Path, subject: str, session: str,
@@ -269,7 +277,7 @@ def _discover_subject(anat: Path, root: Path, subject: str, session: str,
                                       else []):
             if not grids_match(headers[name], headers[ref_name]):
                 raise InputError(paths[name], (
-                    f"grid ({_grid_text(headers[name])}) differs from "
+                    f"grid ({_grid_text(headers[name], headers[ref_name])}) differs from "
                     f"{paths[ref_name].name} ({_grid_text(headers[ref_name])}); images of one "
                     "subject must share one grid" + (
                         " (or set registration.t1w_grid: world to use scanner coordinates)"
@@ -361,6 +369,20 @@ def _read_participants(root: Path) -> pd.DataFrame | None:
     return parse_ages(table, path)
 
 
+def _session_problem(folder: Path, sessions: list[Path]) -> InputError | None:
+    """A subject folder mixing ``ses-*`` and session-less data, or a bad session label."""
+    for session in sessions:
+        if not _LABEL_RE.match(session.name[4:]):
+            return InputError(session, f"invalid session label {session.name!r} (ses-<label>, "
+                                       "letters and digits only)")
+    if sessions and (folder / "anat").exists():
+        names = ", ".join(s.name for s in sessions)
+        return InputError(folder, f"has both session folders ({names}) and a session-less "
+                                  "anat/: BIDS allows one or the other; move anat/ into a "
+                                  "ses-<label> folder")
+    return None
+
+
 def discover(bids_dir: str | Path, participant_label: Iterable[str] | None = None,
              select: Mapping[str, str] | None = None, t1w_grid: str = "same") -> Dataset:
     """Discover every subject (and session) of a BIDS dataset and check file-level facts.
@@ -419,10 +441,13 @@ def discover(bids_dir: str | Path, participant_label: Iterable[str] | None = Non
             continue
         sessions = sorted(p for p in folder.glob("ses-*") if p.is_dir())
         units = [(s.name[4:], s / "anat") for s in sessions] or [("", folder / "anat")]
+        problem = _session_problem(folder, sessions)
+        if problem is not None:
+            failed = Subject(subject=label)
+            failed.errors.append(str(problem))
+            subjects.append(failed)
+            continue
         for session, anat in units:
-            if session and not _LABEL_RE.match(session):
-                ignored.append((str(anat.parent), "invalid session label"))
-                continue
             subj = _discover_subject(anat, root, label, session, select, t1w_grid)
             if listed is not None and folder.name not in listed:
                 subj.errors.insert(0, str(InputError(
