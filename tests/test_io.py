@@ -81,6 +81,7 @@ def test_load_nifti_errors_name_the_file(tmp_path, case, message):
         # nibabel refuses to build such an image, so patch srow_x in the header bytes.
         img = nib.Nifti1Image(np.ones((4, 4, 4), np.float32), np.eye(4))
         img.set_qform(None, code=0)
+        img.header["vox_offset"] = 352
         raw = bytearray(img.header.binaryblock + b"\0" * 4 + img.dataobj.tobytes())
         struct.pack_into("<4f", raw, 280, np.nan, 0.0, 0.0, 0.0)
         path.write_bytes(gzip.compress(bytes(raw)))

@@ -257,8 +257,6 @@ def check_nifti(path: str | os.PathLike) -> NiftiHeader:
     shape = _check_dims(path, header)
     nbytes = _check_type(path, header)
     offset = float(header["vox_offset"])
-    if offset == 0:
-        offset = min_offset  # "unset": the data follow the header (as nibabel reads it)
     if not np.isfinite(offset) or offset != int(offset) or offset < min_offset:
         raise InputError(path, f"invalid header: vox_offset {offset:g} (the data must start "
                                f"at or after byte {min_offset}, past the header)")

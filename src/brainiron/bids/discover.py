@@ -335,9 +335,11 @@ def parse_ages(table: pd.DataFrame, path: str | Path) -> pd.DataFrame:
     """
     if "age" not in table.columns:
         return table
+    if table["age"].dtype != object:
+        return table
     table = table.copy()
-    text = table["age"].astype("string").str.strip()
-    capped = text.str.fullmatch(r"\d+(\.\d+)?\+").fillna(False).astype(bool)
+    text = table["age"].str.strip()
+    capped = text.str.fullmatch(r"\d+(\.\d+)?\+", na=False)
     age = pd.to_numeric(text.where(~capped, text.str.rstrip("+")), errors="coerce")
     wrong = table.loc[age.isna() & table["age"].notna(), "age"].tolist()
     if wrong:
