@@ -1,8 +1,9 @@
 """The fuzz suite: seeded single-mutation copies of a one-subject phantom through discovery
 and validation; every case a clean one-line error or a correct acceptance (issue 18).
 
-The default run takes 300 seeded cases (every family represented, about 25 s); the sweep
-(``pytest -m sweep``) runs every mutation plus 600 more seeded draws (about 2 minutes).
+The default run takes 300 seeded cases (every family represented, 27-40 s); the sweep
+(``pytest -m sweep``) runs every mutation, then every mutation plus 600 more seeded draws
+(about 4 minutes).
 The families and their expected outcomes are listed in ``docs/reliability.md``.
 """
 
