@@ -292,3 +292,87 @@ def test_participant_filter(phantom_dir):
     assert [s.key for s in ds.subjects] == ["sub-02"]
     with pytest.raises(InputError, match="participant\\(s\\) not found: sub-09"):
         discover(phantom_dir, participant_label=["09"])
+
+
+@pytest.mark.parametrize("value, message", [
+    (0, "MagneticFieldStrength 0 T is implausible"),
+    (-3, "MagneticFieldStrength -3 T is implausible"),
+    (30, "MagneticFieldStrength 30 T is implausible"),
+    ("3T", "MagneticFieldStrength must be a number"),
+])
+def test_implausible_field_strength_names_the_sidecar(dataset_copy, value, message):
+    path = _anat(dataset_copy) / "sub-01_Chimap.json"
+    meta = json.loads(path.read_text())
+    meta["MagneticFieldStrength"] = value
+    path.write_text(json.dumps(meta))
+    assert f"sub-01_Chimap.json: {message}" in _error(dataset_copy)
+
+
+@pytest.mark.parametrize("name, fn, message", [
+    ("Chimap", lambda d: np.where(d != 0, 0.1, 0.0), "the Chimap is constant"),
+    ("Chimap", lambda d: np.full_like(d, 0.05), "the Chimap is constant"),
+    ("R2starmap", lambda d: -d, "median R2* -"),
+])
+def test_constant_or_negative_maps_are_refused(dataset_copy, name, fn, message):
+    path = _anat(dataset_copy) / f"sub-01_{name}.nii.gz"
+    _rewrite(path, lambda d, img: (fn(d).astype(np.float32), img.affine))
+    assert f"sub-01_{name}.nii.gz: {message}" in _error(dataset_copy, validate=True)
+
+
+def test_field_strength_must_be_positive(phantom_dir):
+    subj = _subject(phantom_dir)
+    subj.field_strength = None
+    with pytest.raises(InputError, match="field strength 0 T: must be positive"):
+        validate_subject(subj, field_strength=0.0)
+
+
+def test_participants_89_plus_is_89_and_marked(dataset_copy):
+    tsv = dataset_copy / "participants.tsv"
+    lines = tsv.read_text().splitlines()
+    head = lines[0].split("\t")
+    row = lines[1].split("\t")
+    row[head.index("age")] = "89+"
+    tsv.write_text("\r\n".join([lines[0], "\t".join(row), *lines[2:]]) + "\r\n")
+    ds = discover(dataset_copy)
+    assert not ds.failed
+    people = ds.participants.set_index("participant_id")
+    assert people.loc["sub-01", "age"] == 89 and people.loc["sub-01", "age_note"] == "89+"
+    assert pd.isna(people.loc["sub-02", "age_note"])
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("\textra", "row 1 has 5 fields, header has 4"),
+    (None, "row 1 has 3 fields, header has 4"),
+])
+def test_ragged_participants_row(dataset_copy, extra, message):
+    tsv = dataset_copy / "participants.tsv"
+    lines = tsv.read_text().splitlines()
+    assert lines[0].count("\t") == 3
+    lines[1] = lines[1] + extra if extra else lines[1].rsplit("\t", 1)[0]
+    tsv.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=f"participants.tsv: {message}"):
+        discover(dataset_copy)
+
+
+def _into_session(root, sub="01", ses="1"):
+    anat = _anat(root, sub)
+    target = root / f"sub-{sub}" / f"ses-{ses}" / "anat"
+    target.mkdir(parents=True)
+    for path in sorted(anat.iterdir()):
+        path.rename(target / path.name.replace(f"sub-{sub}_", f"sub-{sub}_ses-{ses}_"))
+    anat.rmdir()
+    return target
+
+
+def test_sessions_mixed_with_sessionless_anat_is_an_error(dataset_copy):
+    target = _into_session(dataset_copy)
+    assert _subject(dataset_copy).key == "sub-01_ses-1"
+    shutil.copytree(target, _anat(dataset_copy))
+    assert "sub-01: has both session folders (ses-1) and a session-less anat/" in \
+        _error(dataset_copy)
+
+
+def test_invalid_session_label_is_an_error_not_zero_subjects(dataset_copy):
+    target = _into_session(dataset_copy)
+    target.parent.rename(target.parent.with_name("ses-1_a"))
+    assert "ses-1_a: invalid session label 'ses-1_a'" in _error(dataset_copy)

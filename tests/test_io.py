@@ -81,6 +81,7 @@ def test_load_nifti_errors_name_the_file(tmp_path, case, message):
         # nibabel refuses to build such an image, so patch srow_x in the header bytes.
         img = nib.Nifti1Image(np.ones((4, 4, 4), np.float32), np.eye(4))
         img.set_qform(None, code=0)
+        img.header["vox_offset"] = 352
         raw = bytearray(img.header.binaryblock + b"\0" * 4 + img.dataobj.tobytes())
         struct.pack_into("<4f", raw, 280, np.nan, 0.0, 0.0, 0.0)
         path.write_bytes(gzip.compress(bytes(raw)))
@@ -112,3 +113,23 @@ def test_read_json_reports_line_of_malformed_sidecar(tmp_path):
     path.write_text('{\n  "EchoTime": 0.004,\n  oops\n}')
     with pytest.raises(InputError, match=r"sub-01_T1w.json: malformed JSON \(line 3"):
         read_json(path)
+
+
+@pytest.mark.parametrize("raw, message", [
+    ('{"Units": "ppm", "Manufacturer": "Siemens\xe9"}'.encode("latin-1"), "not UTF-8 text"),
+    ('{"Units": "ppm"}'.encode("utf-16"), "UTF-16 text"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    (b'[{"Units": "ppm"}]', "must hold an object"),
+])
+def test_read_json_refuses_bad_sidecars_in_one_line(tmp_path, raw, message):
+    path = tmp_path / "sub-01_Chimap.json"
+    path.write_bytes(raw)
+    with pytest.raises(InputError) as err:
+        read_json(path)
+    assert message in str(err.value) and path.name in str(err.value)
+
+
+def test_read_json_accepts_a_utf8_bom_and_crlf(tmp_path):
+    path = tmp_path / "sub-01_Chimap.json"
+    path.write_bytes(b'\xef\xbb\xbf{\r\n"Units": "ppm", "Institution": "Universit\xc3\xa4t"\r\n}')
+    assert read_json(path) == {"Units": "ppm", "Institution": "Universität"}

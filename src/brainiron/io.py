@@ -26,11 +26,14 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
+from .nifti import check_nifti, check_stream
 
 __all__ = [
     "ENTITY_ORDER",
     "atomic_path",
     "build_name",
+    "check_affine",
+    "check_nifti",
     "load_nifti",
     "parse_name",
     "read_json",
@@ -221,15 +224,32 @@ def _json_default(obj):
 
 
 def read_json(path: str | os.PathLike) -> dict:
-    """Read a JSON file; malformed JSON raises :class:`InputError` naming the file and line."""
+    """Read a JSON sidecar (UTF-8, a BOM allowed) holding an object.
+
+    Raises
+    ------
+    InputError
+        Naming the file: unreadable, not UTF-8 (latin-1 bytes, UTF-16), malformed JSON (with
+        line and column), nested too deeply, or not an object.
+    """
     try:
-        with open(path) as fh:
-            obj = json.load(fh)
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(path, f"cannot read: {exc.strerror}") from None
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise InputError(path, "UTF-16 text; BIDS sidecars must be UTF-8 (save it as UTF-8)")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at position "
+                               f"{exc.start}); BIDS sidecars must be UTF-8") from None
+    try:
+        obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(path, f"malformed JSON (line {exc.lineno}, column {exc.colno}: "
                                f"{exc.msg})") from None
-    except OSError as exc:
-        raise InputError(path, f"cannot read: {exc.strerror}") from None
+    except RecursionError:
+        raise InputError(path, "JSON nested too deeply to be a sidecar") from None
     if not isinstance(obj, dict):
         raise InputError(path, "JSON sidecar must hold an object ({...}), not a "
                                f"{type(obj).__name__}")
@@ -276,16 +296,19 @@ def load_nifti(
     Raises
     ------
     InputError
-        Unreadable, truncated or non-NIfTI file; zero, NaN or singular affine; zero or
-        negative voxel size; wrong number of dimensions.
+        Anything :func:`~brainiron.nifti.check_nifti` refuses (the header as stored: dim,
+        datatype, scaling, orientation codes, voxel sizes, declared size); a damaged gzip
+        stream (CRC) or more / less data than declared (:func:`~brainiron.nifti.check_stream`);
+        zero, NaN or singular affine; wrong number of dimensions.
     """
     path = Path(path)
+    info = check_nifti(path)
     try:
         img = nib.load(path)
     except FileNotFoundError:
         raise InputError(path, "file not found") from None
-    except (nib.filebasedimages.ImageFileError, OSError, EOFError, zlib.error,
-            gzip.BadGzipFile, ValueError) as exc:
+    except (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError, OSError,
+            EOFError, zlib.error, gzip.BadGzipFile, ValueError, TypeError, MemoryError) as exc:
         raise InputError(path, f"not a readable NIfTI image ({_short(exc)})") from None
     if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
         raise InputError(path, f"expected a NIfTI image, found {type(img).__name__}")
@@ -298,18 +321,13 @@ def load_nifti(
             want = " or ".join(f"{n}D" for n in accepted)
             raise InputError(path, f"expected a {want} image, found {len(shape)}D with shape "
                                    f"{shape}")
-    if any(s < 1 for s in shape):
-        raise InputError(path, f"empty image (shape {shape})")
-    raw = _raw_header(path)
-    check_affine(img.affine, path, raw["pixdim"][1:4] if raw is not None else None)
-    if raw is not None and int(raw["sform_code"]) == 0 and int(raw["qform_code"]) == 0:
-        raise InputError(path, "no orientation in the header (qform and sform codes are 0): "
-                               "left and right cannot be told apart")
+    check_affine(img.affine, path, info.header["pixdim"][1:4])
     if not load_data:
         return None, img
+    check_stream(path, info)
     try:
         data = np.asarray(img.dataobj, dtype=dtype).reshape(shape)
-    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError, TypeError) as exc:
         raise InputError(path, f"truncated or corrupt image data ({_short(exc)})") from None
     return data, img
 
@@ -331,16 +349,6 @@ def check_affine(affine: np.ndarray, path=None, zooms=None) -> None:
 def _mm(values) -> str:
     """``(0, 0, 0)`` rather than numpy 2's ``(np.float64(0.0), ...)``."""
     return "(" + ", ".join(f"{float(v):.4g}" for v in values) + ")"
-
-
-def _raw_header(path: Path) -> nib.Nifti1Header | None:
-    """The header as stored, before nibabel's silent fixes (e.g. zero pixdim set to 1)."""
-    try:
-        with nib.openers.ImageOpener(path) as fh:
-            block = fh.read(348)
-        return nib.Nifti1Header(binaryblock=block, check=False)
-    except Exception:  # noqa: BLE001 - NIfTI-2 or odd files: the checks above still apply
-        return None
 
 
 def _short(exc: BaseException) -> str:

@@ -213,6 +213,10 @@ def group_table(stats: Sequence[str | os.PathLike | pd.DataFrame],
         people = participants
     elif participants and Path(participants).exists() and not long.empty:
         people = read_tsv(participants, dtype={"participant_id": str})
+        if "age" in people.columns and people["age"].dtype == object:  # 89+ (BIDS)
+            from .bids import parse_ages
+
+            people = parse_ages(people, participants)
     else:
         people = None
     if people is not None and not long.empty:

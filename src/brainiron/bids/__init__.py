@@ -30,7 +30,7 @@ Registration image rule: the T1w if present, else the first-echo magnitude, else
 else the R2* map (see :attr:`Subject.registration_kind`).
 """
 
-from .discover import discover, grids_match, sidecar
+from .discover import discover, grids_match, parse_ages, sidecar
 from .subject import MAP_SUFFIXES, MAP_UNITS, TABLE_MAP, Dataset, Plan, Subject
 from .validate import (
     UNIT_FACTORS,
@@ -53,6 +53,7 @@ __all__ = [
     "discover",
     "grids_match",
     "load_map",
+    "parse_ages",
     "read_contrast",
     "read_map",
     "sidecar",

@@ -19,7 +19,7 @@ from ..errors import InputError
 from ..io import load_nifti, parse_name, read_json, read_tsv
 from .subject import MAP_SUFFIXES, Dataset, Subject
 
-__all__ = ["discover", "grids_match", "sidecar"]
+__all__ = ["discover", "grids_match", "parse_ages", "sidecar"]
 
 _LABEL_RE = re.compile(r"^[a-zA-Z0-9]+$")
 _NIFTI_RE = re.compile(r"\.nii(\.gz)?$")
@@ -173,15 +173,39 @@ def _check_echoes(echoes: list[Path], root: Path) -> tuple[list[Path], list[floa
     return paths, tes, meta0
 
 
+def _field_strength(meta: Mapping, chain: list[Path], image: Path) -> dict[Path, float]:
+    """``{sidecar: B0}`` when the metadata state ``MagneticFieldStrength``; checked (0-20 T)."""
+    if "MagneticFieldStrength" not in meta:
+        return {}
+    value = meta["MagneticFieldStrength"]
+    where = next((p for p in reversed(chain) if "MagneticFieldStrength" in read_json(p)),
+                 image)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InputError(where, f"MagneticFieldStrength must be a number in tesla, found "
+                                f"{value!r}")
+    if not np.isfinite(value) or not 0 < value <= 20:
+        raise InputError(where, f"MagneticFieldStrength {value:g} T is implausible (must be "
+                                "more than 0 and at most 20 T)")
+    return {where: float(value)}
+
+
 def grids_match(img_a, img_b, atol: float = 1e-3) -> bool:
     """True when two images have the same 3D shape and voxel-to-world affine (to ``atol`` mm)."""
     return (tuple(img_a.shape[:3]) == tuple(img_b.shape[:3])
             and np.allclose(img_a.affine, img_b.affine, atol=atol))
 
 
-def _grid_text(img) -> str:
+def _grid_text(img, other=None) -> str:
+    """Shape and voxel size; with ``other`` of the same shape, how far the affines differ."""
     zooms = tuple(round(float(z), 3) for z in img.header.get_zooms()[:3])
-    return f"shape {tuple(int(s) for s in img.shape[:3])}, voxel {zooms} mm"
+    text = f"shape {tuple(int(s) for s in img.shape[:3])}, voxel {zooms} mm"
+    if other is not None and tuple(img.shape[:3]) == tuple(other.shape[:3]):
+        codes = tuple(int(img.header[c]) for c in ("qform_code", "sform_code"))
+        gap = float(np.abs(np.asarray(img.affine) - np.asarray(other.affine)).max())
+        text += (f"; same shape, but its voxel-to-world matrix differs by up to {gap:.3g} "
+                 f"(qform_code {codes[0]}, sform_code {codes[1]}: check the header's "
+                 "orientation)")
+    return text
 
 
 def _discover_subject(anat: Path, root: Path, subject: str, session: str,
@@ -229,18 +253,21 @@ def _discover_subject(anat: Path, root: Path, subject: str, session: str,
                                     "and R2* needs at least 2 MEGRE echoes")
 
         # Headers: readable, 3D, sane affine; maps and echoes share one grid.
-        metas = [megre_meta]
+        strengths = {}
+        if subj.megre:
+            strengths.update(_field_strength(megre_meta, sidecar(subj.megre[0], root)[1],
+                                             subj.megre[0]))
         headers = {}
         for kind, path in subj.maps.items():
             headers[kind] = load_nifti(path, load_data=False)[1]
-            meta, _ = sidecar(path, root)
-            metas.append(meta)
+            meta, chain = sidecar(path, root)
+            strengths.update(_field_strength(meta, chain, path))
             subj.units[kind] = str(meta.get("Units", "")).strip()
         for k, path in enumerate(subj.megre, start=1):
             headers[f"MEGRE echo-{k}"] = load_nifti(path, load_data=False)[1]
         if subj.t1w is not None:
             headers["T1w"] = load_nifti(subj.t1w, load_data=False)[1]
-            metas.append(sidecar(subj.t1w, root)[0])
+            strengths.update(_field_strength(*sidecar(subj.t1w, root), subj.t1w))
         grid_names = [n for n in headers if n != "T1w"]
         ref_name = grid_names[0]
         paths = {**subj.maps, **{f"MEGRE echo-{k}": p for k, p in enumerate(subj.megre, 1)}}
@@ -250,26 +277,85 @@ def _discover_subject(anat: Path, root: Path, subject: str, session: str,
                                       else []):
             if not grids_match(headers[name], headers[ref_name]):
                 raise InputError(paths[name], (
-                    f"grid ({_grid_text(headers[name])}) differs from "
+                    f"grid ({_grid_text(headers[name], headers[ref_name])}) differs from "
                     f"{paths[ref_name].name} ({_grid_text(headers[ref_name])}); images of one "
                     "subject must share one grid" + (
                         " (or set registration.t1w_grid: world to use scanner coordinates)"
                         if name == "T1w" else "")))
-        strengths = {float(m["MagneticFieldStrength"]) for m in metas
-                     if isinstance(m.get("MagneticFieldStrength"), int | float)}
-        if len(strengths) > 1:
+        values = set(strengths.values())
+        if len(values) > 1:
             raise InputError(where, f"sidecars disagree on MagneticFieldStrength "
-                                    f"({sorted(strengths)} T)")
-        subj.field_strength = strengths.pop() if strengths else None
+                                    f"({sorted(values)} T)")
+        subj.field_strength = values.pop() if values else None
     except InputError as exc:
         subj.errors.append(str(exc))
     return subj
+
+
+def _check_rows(path: Path) -> None:
+    """Every row of a BIDS TSV has the header's number of fields (no quoting in BIDS)."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not UTF-8 text (byte at position {exc.start}); BIDS TSV "
+                               "files must be UTF-8") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot read: {exc.strerror}") from None
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise InputError(path, "empty file (a header row with participant_id is needed)")
+    width = lines[0].count("\t") + 1
+    for row, line in enumerate(lines[1:], start=1):
+        fields = line.count("\t") + 1
+        if fields != width:
+            raise InputError(path, f"row {row} has {fields} fields, header has {width} "
+                                   "(tab-separated, one field per column)")
+
+
+def parse_ages(table: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """Column ``age`` as years; BIDS' de-identified ``89+`` becomes 89, marked in ``age_note``.
+
+    Parameters
+    ----------
+    table : DataFrame
+        ``participants.tsv`` as read (any dtype).
+    path : path
+        For the message.
+
+    Returns
+    -------
+    DataFrame
+        A copy with numeric ``age`` (and ``age_note`` = ``89+`` on the capped rows, when
+        there are any).
+
+    Raises
+    ------
+    InputError
+        A value that is neither a number nor ``<number>+``.
+    """
+    if "age" not in table.columns:
+        return table
+    if table["age"].dtype != object:
+        return table
+    table = table.copy()
+    text = table["age"].str.strip()
+    capped = text.str.fullmatch(r"\d+(\.\d+)?\+", na=False)
+    age = pd.to_numeric(text.where(~capped, text.str.rstrip("+")), errors="coerce")
+    wrong = table.loc[age.isna() & table["age"].notna(), "age"].tolist()
+    if wrong:
+        raise InputError(path, f"column age must be numeric (years, or 89+), found "
+                               f"{wrong[0]!r}")
+    table["age"] = age
+    if capped.any():
+        table["age_note"] = text.where(capped, None)
+    return table
 
 
 def _read_participants(root: Path) -> pd.DataFrame | None:
     path = root / "participants.tsv"
     if not path.exists():
         return None
+    _check_rows(path)
     table = read_tsv(path, dtype=str)
     if "participant_id" not in table.columns:
         raise InputError(path, "missing column participant_id (columns found: "
@@ -282,13 +368,21 @@ def _read_participants(root: Path) -> pd.DataFrame | None:
     dup = ids[ids.duplicated()].unique().tolist()
     if dup:
         raise InputError(path, f"duplicate participant_id {', '.join(dup)}")
-    if "age" in table.columns:
-        age = pd.to_numeric(table["age"], errors="coerce")
-        wrong = table.loc[age.isna() & table["age"].notna(), "age"].tolist()
-        if wrong:
-            raise InputError(path, f"column age must be numeric (years), found {wrong[0]!r}")
-        table["age"] = age
-    return table
+    return parse_ages(table, path)
+
+
+def _session_problem(folder: Path, sessions: list[Path]) -> InputError | None:
+    """A subject folder mixing ``ses-*`` and session-less data, or a bad session label."""
+    for session in sessions:
+        if not _LABEL_RE.match(session.name[4:]):
+            return InputError(session, f"invalid session label {session.name!r} (ses-<label>, "
+                                       "letters and digits only)")
+    if sessions and (folder / "anat").exists():
+        names = ", ".join(s.name for s in sessions)
+        return InputError(folder, f"has both session folders ({names}) and a session-less "
+                                  "anat/: BIDS allows one or the other; move anat/ into a "
+                                  "ses-<label> folder")
+    return None
 
 
 def discover(bids_dir: str | Path, participant_label: Iterable[str] | None = None,
@@ -349,10 +443,13 @@ def discover(bids_dir: str | Path, participant_label: Iterable[str] | None = Non
             continue
         sessions = sorted(p for p in folder.glob("ses-*") if p.is_dir())
         units = [(s.name[4:], s / "anat") for s in sessions] or [("", folder / "anat")]
+        problem = _session_problem(folder, sessions)
+        if problem is not None:
+            failed = Subject(subject=label)
+            failed.errors.append(str(problem))
+            subjects.append(failed)
+            continue
         for session, anat in units:
-            if session and not _LABEL_RE.match(session):
-                ignored.append((str(anat.parent), "invalid session label"))
-                continue
             subj = _discover_subject(anat, root, label, session, select, t1w_grid)
             if listed is not None and folder.name not in listed:
                 subj.errors.insert(0, str(InputError(

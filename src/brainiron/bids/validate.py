@@ -59,7 +59,19 @@ def _finite_checks(data: np.ndarray, path: Path, what: str) -> np.ndarray:
     values = data[finite & (data != 0)]
     if values.size == 0:
         raise InputError(path, f"{what} is all zero")
+    if values.size > 1 and float(values.min()) == float(values.max()):
+        raise InputError(path, f"{what} is constant (every non-zero voxel is "
+                               f"{float(values[0]):g}): not a measured image")
     return values
+
+
+def _scaling_note(img) -> str:
+    """`` (note: the header scales ...)`` when scl_slope / scl_inter change the stored values."""
+    slope, inter = img.header.get_slope_inter()
+    if slope is None or (slope == 1 and not inter):
+        return ""
+    return (f" (note: the header scales the stored values by scl_slope {slope:g}, scl_inter "
+            f"{inter or 0:g}; check that scaling first)")
 
 
 def _declared_factor(kind: str, declared: str, path: Path) -> float:
@@ -151,9 +163,10 @@ def load_map(subject: Subject, kind: str, factor: float | None = None
 def validate_subject(subject: Subject, field_strength: float = 3.0) -> ValidatedSubject:
     """Read a subject's images and check their values and units.
 
-    Checks: readable voxels (truncated files), no Inf, not all NaN, not all zero; χ maps in
-    ppm (not ppb); R2* maps in 1/s (not a T2* map in ms); T2* maps in s (not ms); magnitude
-    echoes non-negative and of one grid.
+    Checks: readable voxels (truncated files, the gzip CRC), no Inf, not all NaN, not all
+    zero, not constant; χ maps in ppm (not ppb); R2* maps in 1/s (not a T2* map in ms) and
+    not negative; T2* maps in s (not ms); magnitude echoes non-negative and of one grid; a
+    positive field strength. A unit message mentions header scaling when there is some.
 
     Parameters
     ----------
@@ -174,6 +187,9 @@ def validate_subject(subject: Subject, field_strength: float = 3.0) -> Validated
     if subject.errors:
         raise InputError(None, subject.errors[0])
     b0 = subject.field_strength or field_strength
+    if not np.isfinite(b0) or b0 <= 0:
+        raise InputError(None, f"field strength {b0:g} T: must be positive (state "
+                               "MagneticFieldStrength in the sidecars or set field_strength)")
     factors: dict[str, float] = {}
     notes: list[str] = []
     ref_img = None
@@ -193,7 +209,12 @@ def validate_subject(subject: Subject, field_strength: float = 3.0) -> Validated
             raise InputError(path, f"chi values reach {big:.3g} (99.5th percentile of |chi|): "
                                    "this looks like ppb, not ppm; BIDS Chimap is in ppm "
                                    "(divide by 1000, or declare \"Units\": \"ppb\" in the "
-                                   "sidecar)")
+                                   "sidecar)" + _scaling_note(img))
+        if kind in ("R2starmap", "T2starmap") and float(np.median(values)) < 0:
+            name = kind[:2] + "*"
+            raise InputError(path, f"median {name} {float(np.median(values)):.3g} is "
+                                   f"negative: {name} cannot be negative (sign flipped?)"
+                                   + _scaling_note(img))
         if kind == "R2starmap":
             # In-brain R2* has a median of ~15-30 1/s at 1.5-3 T; a T2* map in ms has ~40-60.
             # The limit grows with B0; at 7 T the two overlap and the check stays quiet.
@@ -201,14 +222,14 @@ def validate_subject(subject: Subject, field_strength: float = 3.0) -> Validated
             if b0 <= 3.5 and median > limit:
                 raise InputError(path, f"median R2* {median:.3g} 1/s is implausible at "
                                        f"{b0:g} T; is this a T2* map in ms? (R2* in 1/s "
-                                       "expected, ~15-30 in brain)")
+                                       "expected, ~15-30 in brain)" + _scaling_note(img))
             if median > 0 and median < 0.5:
                 raise InputError(path, f"median R2* {median:.3g} looks like 1/ms or a T2* "
-                                       "map in s; R2* must be in 1/s")
+                                       "map in s; R2* must be in 1/s" + _scaling_note(img))
         if kind == "T2starmap" and median > 1.0:
             raise InputError(path, f"median T2* {median:.3g} looks like milliseconds; BIDS "
                                    "requires seconds (divide by 1000, or declare \"Units\": "
-                                   "\"ms\")")
+                                   "\"ms\")" + _scaling_note(img))
     for k, path in enumerate(subject.megre, start=1):
         data, img = load_nifti(path)
         ref_img = ref_img or img
