@@ -84,6 +84,16 @@ def _cmd_run(args) -> int:
                keep_going=not args.stop_on_error, extra_args=args.snakemake_args or [])
 
 
+def _profile(text: str) -> list[str]:
+    """Snakemake's ``--profile`` argument: a folder, else a profile shipped with brainiron."""
+    from .workflow import PROFILES
+
+    shipped = PROFILES / text
+    if not Path(text).exists() and "/" not in text and shipped.is_dir():
+        text = str(shipped)
+    return ["--profile", text]
+
+
 def _key_value(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -134,8 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-on-error", action="store_true",
                    help="stop at the first failure (default: process the other subjects, "
                         "then list what failed)")
-    p.add_argument("--profile", dest="snakemake_args", type=lambda v: ["--profile", v],
-                   help="a Snakemake profile, e.g. workflow/profiles/slurm")
+    p.add_argument("--profile", dest="snakemake_args", type=_profile,
+                   help="a Snakemake profile: a folder, or the name of one shipped with "
+                        "brainiron (slurm)")
     p.set_defaults(func=_cmd_run)
     return parser
 

@@ -1,8 +1,11 @@
 """Run the Snakemake workflow from Python or the ``brainiron run`` command.
 
-The workflow (``Snakefile`` and ``workflow/``) lives at the root of the brainiron source tree;
-this module finds it, passes the configuration and runs Snakemake in a subprocess, so that the
-command line, notebooks and ``snakemake`` itself all run the same rules.
+The workflow is package data beside this module (snakebids' model): ``Snakefile``,
+``rules/``, ``scripts/``, ``schemas/``, ``envs/`` and ``profiles/`` in this folder, the default
+configuration in ``brainiron/config/config.yaml``; an installed wheel runs it as well as a
+source checkout (whose root ``Snakefile`` includes this one). This module finds it from
+``__file__``, passes the configuration and runs Snakemake in a subprocess, so that the command
+line, notebooks and ``snakemake`` itself all run the same rules.
 """
 
 from __future__ import annotations
@@ -16,16 +19,20 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from . import layout
-from .errors import BrainironError, ConfigError
+from .. import layout
+from ..errors import BrainironError, ConfigError
 
-__all__ = ["SNAKEFILE", "check_config", "check_writable", "merged_config", "run"]
+__all__ = ["DEFAULT_CONFIG", "PROFILES", "SNAKEFILE", "check_config", "check_writable",
+           "merged_config", "run"]
 
-#: The workflow's Snakefile (source checkout; brainiron is installed with ``pip install -e``).
-SNAKEFILE = Path(__file__).resolve().parents[2] / "Snakefile"
-
-
-SCHEMA = SNAKEFILE.parent / "workflow" / "schemas" / "config.schema.yaml"
+#: The workflow's Snakefile (package data, in a wheel as in a source checkout).
+SNAKEFILE = Path(__file__).resolve().parent / "Snakefile"
+#: The configuration's JSON schema (YAML).
+SCHEMA = SNAKEFILE.parent / "schemas" / "config.schema.yaml"
+#: The default configuration (every stage's defaults, ``brainiron.settings``).
+DEFAULT_CONFIG = SNAKEFILE.parents[1] / "config" / "config.yaml"
+#: Shipped Snakemake profiles (``PROFILES / "slurm"``).
+PROFILES = SNAKEFILE.parent / "profiles"
 
 
 def check_config(config: Mapping) -> None:
@@ -64,7 +71,7 @@ def merged_config(overrides: Mapping | None = None,
     """
     import yaml
 
-    path = Path(configfile) if configfile else SNAKEFILE.parent / "config" / "config.yaml"
+    path = Path(configfile) if configfile else DEFAULT_CONFIG
     try:
         config = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
@@ -217,7 +224,7 @@ def run(bids_dir: str | os.PathLike | None, out_dir: str | os.PathLike, *, cores
     >>> import brainiron
     >>> brainiron.run("/data/ds004000", "/scratch/brainiron", cores=8)  # doctest: +SKIP
     """
-    from .failures import remove_failed_outputs
+    from ..failures import remove_failed_outputs
 
     out_dir = Path(out_dir).resolve()
     merged = _prepared_config(bids_dir, out_dir, participant_label, config, configfile)
@@ -250,8 +257,8 @@ def run(bids_dir: str | os.PathLike | None, out_dir: str | os.PathLike, *, cores
 def _prepared_config(bids_dir, out_dir: Path, participant_label, config, configfile) -> dict:
     """The run's merged, checked configuration; dataset-level problems raise here."""
     if not SNAKEFILE.exists():
-        raise BrainironError(f"{SNAKEFILE}: workflow not found; install brainiron from its "
-                             "source tree (pip install -e .)")
+        raise BrainironError(f"{SNAKEFILE}: workflow not found; the brainiron installation "
+                             "is incomplete (reinstall it)")
     settings = dict(config or {})
     settings["bids_dir"] = str(Path(bids_dir).resolve()) if bids_dir else ""
     settings["output_dir"] = str(out_dir)
@@ -262,7 +269,7 @@ def _prepared_config(bids_dir, out_dir: Path, participant_label, config, configf
     if bids_dir:
         # Dataset-level problems (no folder, no subjects, broken participants.tsv) end here
         # in one line, before Snakemake starts.
-        from .bids import discover
+        from ..bids import discover
 
         discover(bids_dir, participant_label=merged.get("participant_label") or None,
                  select=merged.get("select") or {},
@@ -275,7 +282,7 @@ def _snakemake_command(merged: Mapping, out_dir: Path, cores: int, extra_args) -
     (provenance and re-runs)."""
     import yaml
 
-    from .io import write_text
+    from ..io import write_text
 
     conf = write_text(yaml.safe_dump(dict(merged), sort_keys=False), out_dir / "config.yaml")
     return [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE),
@@ -289,8 +296,8 @@ def _second_pass(deriv: Path, out_dir: Path, cmd: list[str], excluded: list[str]
     report for everyone else (a second pass that excludes them)."""
     import yaml
 
-    from .failures import read_failures, remove_failed_outputs
-    from .io import write_text
+    from ..failures import read_failures, remove_failed_outputs
+    from ..io import write_text
 
     failures = {k: v for k, v in read_failures(deriv).items() if k not in excluded}
     if not failures:
@@ -306,7 +313,7 @@ def _failures_of_run(deriv: Path, excluded: list[str], started: float, status: i
                      ) -> list[tuple[str, str, str]]:
     """(subject, stage, error) of this run: ``failed.tsv`` if this run wrote it, else (the
     group rule did not run) this run's failure records."""
-    from .failures import read_failed_table, read_failures
+    from ..failures import read_failed_table, read_failures
 
     failed = read_failed_table(layout.group_path(deriv, "failed"), newer_than=started)
     if not failed and status != 0:
