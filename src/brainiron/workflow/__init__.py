@@ -23,7 +23,7 @@ from .. import layout
 from ..errors import BrainironError, ConfigError
 
 __all__ = ["DEFAULT_CONFIG", "PROFILES", "SNAKEFILE", "check_config", "check_writable",
-           "merged_config", "run"]
+           "group_level_config", "merged_config", "run"]
 
 #: The workflow's Snakefile (package data, in a wheel as in a source checkout).
 SNAKEFILE = Path(__file__).resolve().parent / "Snakefile"
@@ -183,7 +183,8 @@ def _recover_interrupted(out_dir: Path, unlock_cmd: list[str]) -> None:
 def run(bids_dir: str | os.PathLike | None, out_dir: str | os.PathLike, *, cores: int = 2,
         participant_label: Iterable[str] | None = None, config: Mapping | None = None,
         configfile: str | os.PathLike | None = None, dry_run: bool = False,
-        keep_going: bool = True, extra_args: Iterable[str] = ()) -> int:
+        keep_going: bool = True, extra_args: Iterable[str] = (),
+        analysis_level: str | None = None) -> int:
     """Run brainiron on a BIDS dataset (or the built-in phantom) and return the exit status.
 
     With ``keep_going`` (the default) a subject whose processing fails does not stop the
@@ -213,6 +214,11 @@ def run(bids_dir: str | os.PathLike | None, out_dir: str | os.PathLike, *, cores
         Process the other subjects when one fails (see above).
     extra_args : iterable of str
         More Snakemake arguments (e.g. ``["--profile", "workflow/profiles/slurm"]``).
+    analysis_level : {None, "participant", "group"}
+        BIDS-App levels: ``"participant"`` ends at every subject's own table
+        (``desc-regions_stats.tsv``, Snakemake target ``participant``); ``"group"`` makes the
+        group tables, comparison and report from the subjects whose own tables are there
+        (the others are left out and named on stderr). ``None``: both in one run.
 
     Returns
     -------
@@ -228,9 +234,14 @@ def run(bids_dir: str | os.PathLike | None, out_dir: str | os.PathLike, *, cores
 
     out_dir = Path(out_dir).resolve()
     merged = _prepared_config(bids_dir, out_dir, participant_label, config, configfile)
+    if analysis_level == "group":
+        merged = group_level_config(merged, out_dir)
+    elif analysis_level not in (None, "participant"):
+        raise ConfigError(f"analysis level {analysis_level!r}: participant or group")
     # Only now is the output folder created: a configuration or dataset error leaves nothing.
     check_writable(out_dir)
-    cmd = _snakemake_command(merged, out_dir, cores, extra_args)
+    targets = ["participant"] if analysis_level == "participant" else []
+    cmd = _snakemake_command(merged, out_dir, cores, extra_args, targets)
     if dry_run:
         return _call([*cmd, "--dry-run"])
     _recover_interrupted(out_dir, cmd)
@@ -277,7 +288,8 @@ def _prepared_config(bids_dir, out_dir: Path, participant_label, config, configf
     return merged
 
 
-def _snakemake_command(merged: Mapping, out_dir: Path, cores: int, extra_args) -> list[str]:
+def _snakemake_command(merged: Mapping, out_dir: Path, cores: int, extra_args,
+                       targets: Iterable[str] = ()) -> list[str]:
     """Snakemake's command line; the run's full configuration is kept beside the outputs
     (provenance and re-runs)."""
     import yaml
@@ -285,9 +297,56 @@ def _snakemake_command(merged: Mapping, out_dir: Path, cores: int, extra_args) -
     from ..io import write_text
 
     conf = write_text(yaml.safe_dump(dict(merged), sort_keys=False), out_dir / "config.yaml")
-    return [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE),
+    return [sys.executable, "-m", "snakemake", *targets, "--snakefile", str(SNAKEFILE),
             "--directory", str(out_dir), "--configfile", str(conf), "--cores", str(cores),
             "--rerun-incomplete", "--quiet", "rules", *extra_args]
+
+
+def group_level_config(merged: Mapping, out_dir: str | os.PathLike) -> dict:
+    """The configuration of the BIDS-App group level: the subjects without their own table
+    (not processed, or failed, at the participant level) are excluded.
+
+    Parameters
+    ----------
+    merged : mapping
+        The run's configuration (``bids_dir``: the dataset, or empty for the phantom in
+        ``<out_dir>/phantom``).
+    out_dir : path
+        The output folder of the participant level.
+
+    Returns
+    -------
+    dict
+        ``merged`` with those subjects added to ``exclude``; the ones that failed keep their
+        failure record, so that ``group/failed.tsv`` lists them.
+
+    Raises
+    ------
+    ConfigError
+        When no subject has its table (the participant level has not run).
+    """
+    from ..bids import discover
+    from ..failures import read_failures
+
+    deriv = Path(out_dir) / "brainiron"
+    bids_dir = merged.get("bids_dir") or Path(out_dir) / "phantom"
+    if not Path(bids_dir).is_dir():
+        raise ConfigError(f"{bids_dir}: no dataset; run the participant level first")
+    dataset = discover(bids_dir, participant_label=merged.get("participant_label") or None,
+                       select=merged.get("select") or {},
+                       t1w_grid=(merged.get("registration") or {}).get("t1w_grid", "same"))
+    failures = read_failures(deriv)
+    excluded = list(merged.get("exclude") or [])
+    candidates = [s.key for s in dataset.valid if s.key not in excluded]
+    missing = [key for key in candidates if key in failures
+               or not layout.subject_path(deriv, "regions_stats", key).is_file()]
+    if len(missing) == len(candidates):
+        raise ConfigError(f"{deriv}: no subject has its regional table; run the participant "
+                          "level first")
+    if missing:
+        print(f"brainiron: group level without {len(missing)} subject(s) that have no "
+              f"regional table: {', '.join(missing)}", file=sys.stderr)
+    return {**merged, "exclude": excluded + missing}
 
 
 def _second_pass(deriv: Path, out_dir: Path, cmd: list[str], excluded: list[str],
