@@ -47,3 +47,14 @@ def test_phantom_refuses_a_non_empty_folder(tmp_path, capsys):
 def test_voxel_size_argument_is_checked(tmp_path, bad):
     with pytest.raises(SystemExit):
         main(["phantom", str(tmp_path / "y"), "--voxel-size", bad])
+
+
+def test_profile_names_a_shipped_profile_or_a_folder(tmp_path):
+    from brainiron.cli import build_parser
+    from brainiron.workflow import PROFILES
+
+    args = build_parser().parse_args(["run", "", str(tmp_path), "--profile", "slurm"])
+    assert args.snakemake_args == ["--profile", str(PROFILES / "slurm")]
+    assert (PROFILES / "slurm" / "config.yaml").is_file()
+    args = build_parser().parse_args(["run", "", str(tmp_path), "--profile", str(tmp_path)])
+    assert args.snakemake_args == ["--profile", str(tmp_path)]

@@ -13,6 +13,7 @@ from brainiron.io import (
     load_nifti,
     parse_name,
     read_json,
+    read_tsv,
     save_nifti,
     write_tsv,
 )
@@ -133,3 +134,22 @@ def test_read_json_accepts_a_utf8_bom_and_crlf(tmp_path):
     path = tmp_path / "sub-01_Chimap.json"
     path.write_bytes(b'\xef\xbb\xbf{\r\n"Units": "ppm", "Institution": "Universit\xc3\xa4t"\r\n}')
     assert read_json(path) == {"Units": "ppm", "Institution": "Universität"}
+
+
+def test_write_tsv_writes_n_a_for_every_cell_without_a_value(tmp_path):
+    """BIDS has no empty cell: NaN, None and empty or blank strings all become ``n/a`` (the
+    writer does it, not each caller), and ``read_tsv`` reads them back as missing."""
+    table = pd.DataFrame({"participant_id": ["sub-01", "sub-02"], "session_id": ["", None],
+                          "flag": [" ", "low NCC"], "mean": [np.nan, 0.5]})
+    target = write_tsv(table, tmp_path / "t.tsv")
+    assert target.read_text().splitlines() == [
+        "participant_id\tsession_id\tflag\tmean",
+        "sub-01\tn/a\tn/a\tn/a",
+        "sub-02\tn/a\tlow NCC\t0.5"]
+    assert table["session_id"].tolist() == ["", None]  # the caller's table is untouched
+    back = read_tsv(target, dtype={"session_id": str})
+    assert back["session_id"].isna().all() and back["flag"].isna().tolist() == [True, False]
+    assert back["mean"].isna().tolist() == [True, False]
+    # a file of an older version, with empty cells, reads the same
+    (tmp_path / "old.tsv").write_text("a\tb\nx\t\n")
+    assert read_tsv(tmp_path / "old.tsv")["b"].isna().all()

@@ -89,7 +89,8 @@ def test_no_derivative_name_is_spelled_outside_the_layout():
                       for line, text in _string_constants(path) if names_a_file(text)
                       and (str(path.relative_to(ROOT)), text) not in allowed]
     quoted = re.compile(r"""(["'])([^"']*)\1""")
-    for path in [*sorted((ROOT / "workflow").rglob("*.smk")), ROOT / "Snakefile"]:
+    workflow = ROOT / "src/brainiron/workflow"
+    for path in [*sorted(workflow.rglob("*.smk")), workflow / "Snakefile", ROOT / "Snakefile"]:
         for number, line in enumerate(path.read_text().splitlines(), start=1):
             code = line.split("#", 1)[0]
             offenders += [f"{path.relative_to(ROOT)}:{number}: {m.group(2)!r}"

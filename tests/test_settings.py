@@ -4,16 +4,16 @@ default is written twice; the schema and the dataclasses know the same keys."""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 import yaml
 
 from brainiron.settings import RegistrationSettings, Settings
+from brainiron.workflow import DEFAULT_CONFIG
+from brainiron.workflow import SCHEMA as SCHEMA_PATH
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-SCHEMA = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+CONFIG = yaml.safe_load(DEFAULT_CONFIG.read_text())
+SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
 
 
 def test_config_yaml_equals_the_defaults():

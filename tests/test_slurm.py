@@ -21,12 +21,12 @@ import pytest
 import yaml
 
 import brainiron
-from brainiron.workflow import SNAKEFILE
+from brainiron.workflow import DEFAULT_CONFIG, PROFILES
 from slurm_cluster import ClusterUnavailable, SlurmCluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
-PROFILE = SNAKEFILE.parent / "workflow" / "profiles" / "slurm"
+PROFILE = PROFILES / "slurm"
 PHANTOM = {"subjects": 2, "seed": 1, "voxel_size": 4.0}
 # The plugin waits 40 s before its first status query (sane on a shared cluster); a test on an
 # idle one-node cluster asks after 2 s so that the run measures the work, not the waiting.
@@ -139,7 +139,7 @@ def test_profile_resources_reach_sbatch(runs, cluster):
     # threads -> --cpus-per-task; mem_mb (from the rules / config.yaml) -> --mem;
     # runtime (from the profile) -> --time.
     assert by_rule.loc["register", "ReqCPUS"] == "2"
-    config = yaml.safe_load((SNAKEFILE.parent / "config" / "config.yaml").read_text())
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
     assert by_rule.loc["register", "ReqMem"] == f"{config['registration']['mem_mb']}M"
     assert by_rule.loc["register", "Timelimit"] == "00:30:00"
     assert by_rule.loc["validate", "ReqCPUS"] == "1"

@@ -246,3 +246,22 @@ def test_dataset_description():
     assert tables.dataset_description({"bids_dir": "/data/bids/"})["SourceDatasets"] == [
         {"URL": "/data/bids"}]
     json.dumps(desc)
+
+
+def test_group_tables_have_no_empty_cells_and_read_back(tmp_path):
+    """The wide table's empty session_id and the failed / ignored tables are written with
+    ``n/a`` for what has no value, and their readers (read_tsv, read_failed_table) still
+    read them."""
+    from brainiron.failures import read_failed_table
+
+    wide = write_tsv(tables.wide_table(_long()), tmp_path / "regions_wide.tsv")
+    failed = write_tsv(tables.failed_table([{"subject": "sub-03", "stage": "register",
+                                             "error": ""}]), tmp_path / "failed.tsv")
+    ignored = write_tsv(tables.ignored_table([{"path": "a.nii", "reason": None}]),
+                        tmp_path / "ignored.tsv")
+    for path in (wide, failed, ignored):
+        cells = [c for line in path.read_text().splitlines() for c in line.split("\t")]
+        assert "" not in cells, path.name
+    assert read_tsv(wide, dtype={"session_id": str})["session_id"].isna().all()
+    assert read_failed_table(failed) == [("sub-03", "register", "")]
+    assert read_tsv(ignored)["reason"].isna().all()

@@ -1,4 +1,5 @@
-"""Command line: ``brainiron phantom``, ``brainiron validate``, ``brainiron run``.
+"""Command line: ``brainiron phantom``, ``brainiron validate``, ``brainiron run``, and the
+BIDS-App form ``brainiron BIDS_DIR OUTPUT_DIR participant|group`` (Gorgolewski et al. 2017).
 
 Every problem with the input ends in one line on stderr (``brainiron: error: <file>: <what>``)
 and a non-zero exit status, never a traceback.
@@ -88,6 +89,29 @@ def _cmd_run(args) -> int:
                keep_going=not args.stop_on_error, extra_args=args.snakemake_args or [])
 
 
+def _cmd_bids_app(args) -> int:
+    import yaml
+
+    from .workflow import run
+
+    overrides = {key: yaml.safe_load(value) if value else "" for key, value in args.config or []}
+    return run(args.bids_dir or None, args.output_dir, cores=args.cores,
+               participant_label=args.participant_label, config=overrides,
+               configfile=args.configfile, dry_run=args.dry_run,
+               keep_going=not args.stop_on_error, extra_args=args.snakemake_args or [],
+               analysis_level=args.analysis_level)
+
+
+def _profile(text: str) -> list[str]:
+    """Snakemake's ``--profile`` argument: a folder, else a profile shipped with brainiron."""
+    from .workflow import PROFILES
+
+    shipped = PROFILES / text
+    if not Path(text).exists() and "/" not in text and shipped.is_dir():
+        text = str(shipped)
+    return ["--profile", text]
+
+
 def _key_value(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -95,9 +119,63 @@ def _key_value(text: str) -> tuple[str, str]:
     return key, value
 
 
+#: The subcommands; any other first argument starts the BIDS-App form.
+COMMANDS = ("phantom", "validate", "run")
+
+_USAGE = ("%(prog)s BIDS_DIR OUTPUT_DIR {participant,group} [--participant-label LABEL ...] "
+          "[options]\n       %(prog)s {phantom,validate,run} ...")
+_BIDS_APP = """BIDS-App form (Gorgolewski et al. 2017, as fMRIPrep or QSIPrep):
+  brainiron BIDS_DIR OUTPUT_DIR participant [--participant-label 01 02]
+      every subject's own regional table (OUTPUT_DIR/brainiron/sub-*/.../*_desc-regions_stats.tsv)
+  brainiron BIDS_DIR OUTPUT_DIR group
+      the group tables, comparison and report from the subjects whose tables are there
+  Options as for `run`; `brainiron BIDS_DIR OUTPUT_DIR participant --help` lists them.
+  `brainiron run BIDS_DIR OUTPUT_DIR` does both levels in one run."""
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """Options of ``run`` and of the BIDS-App form."""
+    p.add_argument("--cores", type=int, default=2)
+    p.add_argument("--participant-label", nargs="+", metavar="LABEL",
+                   help="only these subjects (with or without 'sub-')")
+    p.add_argument("--config", type=_key_value, nargs="+", metavar="KEY=VALUE",
+                   help="override config/config.yaml entries; YAML values, dotted keys "
+                        "(registration.resolution_mm=1.5)")
+    p.add_argument("--configfile", type=Path, help="a configuration YAML to start from")
+    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--stop-on-error", action="store_true",
+                   help="stop at the first failure (default: process the other subjects, "
+                        "then list what failed)")
+    p.add_argument("--profile", dest="snakemake_args", type=_profile, metavar="PROFILE",
+                   help="a Snakemake profile: a folder, or the name of one shipped with "
+                        "brainiron (slurm)")
+
+
+def build_bids_app_parser() -> argparse.ArgumentParser:
+    """The BIDS-App command line: ``brainiron BIDS_DIR OUTPUT_DIR participant|group``."""
+    parser = argparse.ArgumentParser(
+        prog="brainiron", formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="%(prog)s BIDS_DIR OUTPUT_DIR {participant,group} [--participant-label LABEL "
+              "...] [options]",
+        description="Regional brain iron from QSM, R2* and multi-echo GRE: BIDS-App levels.")
+    parser.add_argument("bids_dir", metavar="BIDS_DIR",
+                        help="BIDS dataset ('' for the built-in phantom)")
+    parser.add_argument("output_dir", metavar="OUTPUT_DIR", type=Path,
+                        help="results go to OUTPUT_DIR/brainiron (BIDS-Derivatives)")
+    parser.add_argument("analysis_level", choices=["participant", "group"],
+                        metavar="{participant,group}",
+                        help="participant: every subject's own table; group: the group "
+                             "tables, comparison and report from the subjects there")
+    _add_run_options(parser)
+    parser.set_defaults(func=_cmd_bids_app)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="brainiron", description=(
-        "Regional brain iron from QSM, R2* and multi-echo GRE in BIDS datasets."))
+    parser = argparse.ArgumentParser(
+        prog="brainiron", usage=_USAGE, epilog=_BIDS_APP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Regional brain iron from QSM, R2* and multi-echo GRE in BIDS datasets.")
     parser.add_argument("--version", action="version", version=f"brainiron {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -128,24 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the whole workflow (Snakemake) on a BIDS dataset")
     p.add_argument("bids_dir", help="BIDS dataset ('' for the built-in phantom)")
     p.add_argument("out_dir", type=Path)
-    p.add_argument("--cores", type=int, default=2)
-    p.add_argument("--participant-label", nargs="+")
-    p.add_argument("--config", type=_key_value, nargs="+", metavar="KEY=VALUE",
-                   help="override config/config.yaml entries; YAML values, dotted keys "
-                        "(registration.resolution_mm=1.5)")
-    p.add_argument("--configfile", type=Path, help="a configuration YAML to start from")
-    p.add_argument("--dry-run", action="store_true")
-    p.add_argument("--stop-on-error", action="store_true",
-                   help="stop at the first failure (default: process the other subjects, "
-                        "then list what failed)")
-    p.add_argument("--profile", dest="snakemake_args", type=lambda v: ["--profile", v],
-                   help="a Snakemake profile, e.g. workflow/profiles/slurm")
+    _add_run_options(p)
     p.set_defaults(func=_cmd_run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    bids_app = bool(argv) and argv[0] not in COMMANDS and not argv[0].startswith("-")
+    args = (build_bids_app_parser() if bids_app else build_parser()).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except BrainironError as exc:

@@ -188,11 +188,51 @@ def save_nifti(
 
 
 def write_tsv(df: pd.DataFrame, path: str | os.PathLike, **kwargs) -> Path:
-    """Write a DataFrame as a BIDS TSV (tab-separated, ``n/a`` for missing), atomically."""
+    """Write a DataFrame as a BIDS TSV, atomically: tab-separated, ``n/a`` for every cell
+    without a value.
+
+    BIDS allows no empty cell: NaN, None and empty (or blank) strings are all written as
+    ``n/a``, here rather than by each caller; :func:`read_tsv` reads them back as missing.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The table; it is not modified.
+    path : path
+        Where to write it.
+    **kwargs
+        More arguments of :meth:`pandas.DataFrame.to_csv` (``index`` is False unless given).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
     kwargs.setdefault("index", False)
+    df = _blank_to_missing(df)
     with atomic_path(path) as tmp:
         df.to_csv(tmp, sep="\t", na_rep="n/a", float_format="%.6g", **kwargs)
     return Path(path)
+
+
+def _blank_to_missing(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``df`` in which empty or blank strings of text columns are missing (NaN).
+
+    Examples
+    --------
+    >>> _blank_to_missing(pd.DataFrame({"a": ["x", "", " "]}))["a"].isna().tolist()
+    [False, True, True]
+    """
+    text = df.select_dtypes(include=["object", "string"]).columns
+    blank = {c: df[c].map(lambda v: isinstance(v, str) and not v.strip()).astype(bool)
+             for c in text}
+    blank = {c: b for c, b in blank.items() if b.any()}
+    if not blank:
+        return df
+    df = df.copy()
+    for column, where in blank.items():
+        df[column] = df[column].mask(where)
+    return df
 
 
 def write_json(obj, path: str | os.PathLike) -> Path:
@@ -257,7 +297,8 @@ def read_json(path: str | os.PathLike) -> dict:
 
 
 def read_tsv(path: str | os.PathLike, **kwargs) -> pd.DataFrame:
-    """Read a BIDS TSV (``n/a`` is missing); unreadable files raise :class:`InputError`."""
+    """Read a BIDS TSV (``n/a``, and the empty cells of older files, are missing);
+    unreadable files raise :class:`InputError`."""
     kwargs.setdefault("na_values", ["n/a", ""])
     kwargs.setdefault("keep_default_na", False)
     try:

@@ -244,11 +244,12 @@ def wide_table(long: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        ``participant_id``, ``session_id`` (empty string when none), then the means with the
-        units in the column name (``Chimap_SN_L_mean_ppm``, ``R2starmap_Pu_R_mean_per_s``;
-        contrast-refined regions ``Chimap_SN_L_refined_mean_ppm``), then
-        ``<stem>_iron_mg_per_kg`` (mg/kg wet tissue) and ``<stem>_iron_z`` when the long
-        table has iron. Columns in the order of first appearance in the long table.
+        ``participant_id``, ``session_id`` (empty string when none; ``n/a`` once written), then
+        the means with the units in the column name (``Chimap_SN_L_mean_ppm``,
+        ``R2starmap_Pu_R_mean_per_s``; contrast-refined regions
+        ``Chimap_SN_L_refined_mean_ppm``), then ``<stem>_iron_mg_per_kg`` (mg/kg wet
+        tissue) and ``<stem>_iron_z`` when the long table has iron. Columns in the order of
+        first appearance in the long table.
     """
     if long.empty:
         return pd.DataFrame(columns=["participant_id", "session_id"])

@@ -1,8 +1,11 @@
 """Run the Snakemake workflow from Python or the ``brainiron run`` command.
 
-The workflow (``Snakefile`` and ``workflow/``) lives at the root of the brainiron source tree;
-this module finds it, passes the configuration and runs Snakemake in a subprocess, so that the
-command line, notebooks and ``snakemake`` itself all run the same rules.
+The workflow is package data beside this module (snakebids' model): ``Snakefile``,
+``rules/``, ``scripts/``, ``schemas/``, ``envs/`` and ``profiles/`` in this folder, the default
+configuration in ``brainiron/config/config.yaml``; an installed wheel runs it as well as a
+source checkout (whose root ``Snakefile`` includes this one). This module finds it from
+``__file__``, passes the configuration and runs Snakemake in a subprocess, so that the command
+line, notebooks and ``snakemake`` itself all run the same rules.
 """
 
 from __future__ import annotations
@@ -16,16 +19,20 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from . import layout
-from .errors import BrainironError, ConfigError
+from .. import layout
+from ..errors import BrainironError, ConfigError
 
-__all__ = ["SNAKEFILE", "check_config", "check_writable", "merged_config", "run"]
+__all__ = ["DEFAULT_CONFIG", "PROFILES", "SNAKEFILE", "check_config", "check_writable",
+           "group_level_config", "merged_config", "run"]
 
-#: The workflow's Snakefile (source checkout; brainiron is installed with ``pip install -e``).
-SNAKEFILE = Path(__file__).resolve().parents[2] / "Snakefile"
-
-
-SCHEMA = SNAKEFILE.parent / "workflow" / "schemas" / "config.schema.yaml"
+#: The workflow's Snakefile (package data, in a wheel as in a source checkout).
+SNAKEFILE = Path(__file__).resolve().parent / "Snakefile"
+#: The configuration's JSON schema (YAML).
+SCHEMA = SNAKEFILE.parent / "schemas" / "config.schema.yaml"
+#: The default configuration (every stage's defaults, ``brainiron.settings``).
+DEFAULT_CONFIG = SNAKEFILE.parents[1] / "config" / "config.yaml"
+#: Shipped Snakemake profiles (``PROFILES / "slurm"``).
+PROFILES = SNAKEFILE.parent / "profiles"
 
 
 def check_config(config: Mapping) -> None:
@@ -64,7 +71,7 @@ def merged_config(overrides: Mapping | None = None,
     """
     import yaml
 
-    path = Path(configfile) if configfile else SNAKEFILE.parent / "config" / "config.yaml"
+    path = Path(configfile) if configfile else DEFAULT_CONFIG
     try:
         config = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
@@ -176,7 +183,8 @@ def _recover_interrupted(out_dir: Path, unlock_cmd: list[str]) -> None:
 def run(bids_dir: str | os.PathLike | None, out_dir: str | os.PathLike, *, cores: int = 2,
         participant_label: Iterable[str] | None = None, config: Mapping | None = None,
         configfile: str | os.PathLike | None = None, dry_run: bool = False,
-        keep_going: bool = True, extra_args: Iterable[str] = ()) -> int:
+        keep_going: bool = True, extra_args: Iterable[str] = (),
+        analysis_level: str | None = None) -> int:
     """Run brainiron on a BIDS dataset (or the built-in phantom) and return the exit status.
 
     With ``keep_going`` (the default) a subject whose processing fails does not stop the
@@ -206,6 +214,11 @@ def run(bids_dir: str | os.PathLike | None, out_dir: str | os.PathLike, *, cores
         Process the other subjects when one fails (see above).
     extra_args : iterable of str
         More Snakemake arguments (e.g. ``["--profile", "workflow/profiles/slurm"]``).
+    analysis_level : {None, "participant", "group"}
+        BIDS-App levels: ``"participant"`` ends at every subject's own table
+        (``desc-regions_stats.tsv``, Snakemake target ``participant``); ``"group"`` makes the
+        group tables, comparison and report from the subjects whose own tables are there
+        (the others are left out and named on stderr). ``None``: both in one run.
 
     Returns
     -------
@@ -217,13 +230,18 @@ def run(bids_dir: str | os.PathLike | None, out_dir: str | os.PathLike, *, cores
     >>> import brainiron
     >>> brainiron.run("/data/ds004000", "/scratch/brainiron", cores=8)  # doctest: +SKIP
     """
-    from .failures import remove_failed_outputs
+    from ..failures import remove_failed_outputs
 
     out_dir = Path(out_dir).resolve()
     merged = _prepared_config(bids_dir, out_dir, participant_label, config, configfile)
+    if analysis_level == "group":
+        merged = group_level_config(merged, out_dir)
+    elif analysis_level not in (None, "participant"):
+        raise ConfigError(f"analysis level {analysis_level!r}: participant or group")
     # Only now is the output folder created: a configuration or dataset error leaves nothing.
     check_writable(out_dir)
-    cmd = _snakemake_command(merged, out_dir, cores, extra_args)
+    targets = ["participant"] if analysis_level == "participant" else []
+    cmd = _snakemake_command(merged, out_dir, cores, extra_args, targets)
     if dry_run:
         return _call([*cmd, "--dry-run"])
     _recover_interrupted(out_dir, cmd)
@@ -250,8 +268,8 @@ def run(bids_dir: str | os.PathLike | None, out_dir: str | os.PathLike, *, cores
 def _prepared_config(bids_dir, out_dir: Path, participant_label, config, configfile) -> dict:
     """The run's merged, checked configuration; dataset-level problems raise here."""
     if not SNAKEFILE.exists():
-        raise BrainironError(f"{SNAKEFILE}: workflow not found; install brainiron from its "
-                             "source tree (pip install -e .)")
+        raise BrainironError(f"{SNAKEFILE}: workflow not found; the brainiron installation "
+                             "is incomplete (reinstall it)")
     settings = dict(config or {})
     settings["bids_dir"] = str(Path(bids_dir).resolve()) if bids_dir else ""
     settings["output_dir"] = str(out_dir)
@@ -262,8 +280,8 @@ def _prepared_config(bids_dir, out_dir: Path, participant_label, config, configf
     if bids_dir:
         # Dataset-level problems (no folder, no subjects, broken participants.tsv) end here
         # in one line, before Snakemake starts.
-        from .bids import discover
-        from .settings import Settings
+        from ..bids import discover
+        from ..settings import Settings
 
         settings = Settings.from_config(merged)
         discover(bids_dir, participant_label=settings.participant_label or None,
@@ -271,18 +289,66 @@ def _prepared_config(bids_dir, out_dir: Path, participant_label, config, configf
     return merged
 
 
-def _snakemake_command(merged: Mapping, out_dir: Path, cores: int, extra_args) -> list[str]:
+def _snakemake_command(merged: Mapping, out_dir: Path, cores: int, extra_args,
+                       targets: Iterable[str] = ()) -> list[str]:
     """Snakemake's command line; the run's full configuration is kept beside the outputs
     (provenance and re-runs)."""
     import yaml
 
-    from .io import write_text
+    from ..io import write_text
 
     conf = write_text(yaml.safe_dump(dict(merged), sort_keys=False),
                       layout.run_path(out_dir, "config"))
-    return [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE),
+    return [sys.executable, "-m", "snakemake", *targets, "--snakefile", str(SNAKEFILE),
             "--directory", str(out_dir), "--configfile", str(conf), "--cores", str(cores),
             "--rerun-incomplete", "--quiet", "rules", *extra_args]
+
+
+def group_level_config(merged: Mapping, out_dir: str | os.PathLike) -> dict:
+    """The configuration of the BIDS-App group level: the subjects without their own table
+    (not processed, or failed, at the participant level) are excluded.
+
+    Parameters
+    ----------
+    merged : mapping
+        The run's configuration (``bids_dir``: the dataset, or empty for the phantom in
+        ``<out_dir>/phantom``).
+    out_dir : path
+        The output folder of the participant level.
+
+    Returns
+    -------
+    dict
+        ``merged`` with those subjects added to ``exclude``; the ones that failed keep their
+        failure record, so that ``group/failed.tsv`` lists them.
+
+    Raises
+    ------
+    ConfigError
+        When no subject has its table (the participant level has not run).
+    """
+    from ..bids import discover
+    from ..failures import read_failures
+
+    deriv = Path(out_dir) / "brainiron"
+    bids_dir = merged.get("bids_dir") or Path(out_dir) / "phantom"
+    if not Path(bids_dir).is_dir():
+        raise ConfigError(f"{bids_dir}: no dataset; run the participant level first")
+    dataset = discover(bids_dir, participant_label=merged.get("participant_label") or None,
+                       select=merged.get("select") or {},
+                       t1w_grid=(merged.get("registration") or {}).get("t1w_grid", "same"))
+    failures = read_failures(deriv)
+    excluded = list(merged.get("exclude") or [])
+    candidates = [s.key for s in dataset.valid if s.key not in excluded]
+    missing = [key for key in candidates if key in failures
+               or not layout.subject_path(deriv, "regions_stats", key).is_file()]
+    if len(missing) == len(candidates):
+        raise ConfigError(f"{deriv}: no subject has its regional table; run the participant "
+                          "level first")
+    if missing:
+        print(f"brainiron: group level without {len(missing)} subject(s) that have no "
+              f"regional table: {', '.join(missing)}", file=sys.stderr)
+    return {**merged, "exclude": excluded + missing}
 
 
 def _second_pass(deriv: Path, out_dir: Path, cmd: list[str], excluded: list[str],
@@ -291,8 +357,8 @@ def _second_pass(deriv: Path, out_dir: Path, cmd: list[str], excluded: list[str]
     report for everyone else (a second pass that excludes them)."""
     import yaml
 
-    from .failures import read_failures, remove_failed_outputs
-    from .io import write_text
+    from ..failures import read_failures, remove_failed_outputs
+    from ..io import write_text
 
     failures = {k: v for k, v in read_failures(deriv).items() if k not in excluded}
     if not failures:
@@ -309,7 +375,7 @@ def _failures_of_run(deriv: Path, excluded: list[str], started: float, status: i
                      ) -> list[tuple[str, str, str]]:
     """(subject, stage, error) of this run: ``failed.tsv`` if this run wrote it, else (the
     group rule did not run) this run's failure records."""
-    from .failures import read_failed_table, read_failures
+    from ..failures import read_failed_table, read_failures
 
     failed = read_failed_table(layout.group_path(deriv, "failed"), newer_than=started)
     if not failed and status != 0:
