@@ -90,6 +90,7 @@ def main(smk) -> None:
     out["registration_ncc"] = qc.get("ncc")
     out["registration_brain_coverage"] = qc.get("brain_coverage")
     out["registration_flag"] = qc.get("flag", "")
-    out["field_strength_T"] = validated["field_strength_T"]
+    b0 = validated.get("field_strength_T")  # None: unstated, allowed for chi only
+    out["field_strength_T"] = np.nan if b0 is None else float(b0)
     write_tsv(out, smk.output.tsv)
     write_json(column_descriptions(), smk.output.json)
