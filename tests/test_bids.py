@@ -376,3 +376,70 @@ def test_invalid_session_label_is_an_error_not_zero_subjects(dataset_copy):
     target = _into_session(dataset_copy)
     target.parent.rename(target.parent.with_name("ses-1_a"))
     assert "ses-1_a: invalid session label 'ses-1_a'" in _error(dataset_copy)
+
+
+def _drop_field_strength(root):
+    for path in root.rglob("sub-*/**/*.json"):
+        meta = json.loads(path.read_text())
+        if meta.pop("MagneticFieldStrength", None) is not None:
+            path.write_text(json.dumps(meta))
+
+
+def _validate_step(subj, field_strength, tmp_path):
+    from types import SimpleNamespace
+
+    from brainiron.steps import validate as step
+
+    out = tmp_path / "validated.json"
+    step.main(SimpleNamespace(params=SimpleNamespace(subject=subj.to_dict(),
+                                                     field_strength=field_strength),
+                              output=[str(out)]))
+    return json.loads(out.read_text())
+
+
+def test_r2star_subject_without_field_strength_is_an_error_naming_the_file(dataset_copy,
+                                                                           tmp_path):
+    _drop_field_strength(dataset_copy)
+    subj = _subject(dataset_copy)
+    assert not subj.errors and subj.field_strength is None
+    with pytest.raises(InputError) as err:
+        validate_subject(subj)
+    assert str(err.value) == (
+        f"{subj.maps['R2starmap']}: MagneticFieldStrength is not stated in the sidecars; "
+        "state it there or set field_strength (tesla) in the configuration")
+    with pytest.raises(InputError, match="sub-01_R2starmap.nii.gz: MagneticFieldStrength is"):
+        _validate_step(subj, None, tmp_path)
+    # The configured B0 is used, and recorded as such, only when the sidecars are silent.
+    validated = _validate_step(subj, 3, tmp_path)
+    assert validated["field_strength_T"] == 3.0
+    assert validated["field_strength_source"] == "config"
+
+
+def test_megre_only_subject_without_field_strength_names_the_first_echo(dataset_copy):
+    _drop_field_strength(dataset_copy)
+    for name in ("R2starmap", "Chimap"):
+        for path in _anat(dataset_copy).glob(f"sub-01_{name}.*"):
+            path.unlink()
+    subj = _subject(dataset_copy)
+    with pytest.raises(InputError, match="echo-1_part-mag_MEGRE.nii.gz: MagneticFieldStrength"):
+        validate_subject(subj)
+    validate_subject(subj, field_strength=7.0)
+
+
+def test_chi_only_subject_needs_no_field_strength(dataset_copy, tmp_path):
+    _drop_field_strength(dataset_copy)
+    for path in _anat(dataset_copy).glob("sub-01_*"):
+        if "R2starmap" in path.name or "MEGRE" in path.name:
+            path.unlink()
+    subj = _subject(dataset_copy)
+    assert not subj.errors and list(subj.maps) == ["Chimap"] and subj.field_strength is None
+    validate_subject(subj)
+    validated = _validate_step(subj, None, tmp_path)
+    assert validated["field_strength_T"] is None
+    assert validated["field_strength_source"] == "unstated"
+
+
+def test_sidecar_field_strength_wins_over_the_configuration(phantom_dir, tmp_path):
+    validated = _validate_step(_subject(phantom_dir), 7.0, tmp_path)
+    assert validated["field_strength_T"] == 3.0
+    assert validated["field_strength_source"] == "sidecar"

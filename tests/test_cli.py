@@ -58,3 +58,19 @@ def test_profile_names_a_shipped_profile_or_a_folder(tmp_path):
     assert (PROFILES / "slurm" / "config.yaml").is_file()
     args = build_parser().parse_args(["run", "", str(tmp_path), "--profile", str(tmp_path)])
     assert args.snakemake_args == ["--profile", str(tmp_path)]
+
+
+def test_validate_field_strength_option(tmp_path, capsys):
+    out = tmp_path / "p"
+    main(["phantom", str(out), "--subjects", "1", "--voxel-size", "4", "--no-megre"])
+    for path in (out / "sub-01").rglob("*.json"):
+        path.write_text(path.read_text().replace('"MagneticFieldStrength": 3.0', '"X": 0'))
+    capsys.readouterr()
+    assert main(["validate", str(out)]) == 1
+    text = capsys.readouterr().out
+    assert "FAIL sub-01: " in text and "sub-01_R2starmap.nii.gz: MagneticFieldStrength is " \
+        "not stated in the sidecars; state it there or set field_strength (tesla)" in text
+    assert main(["validate", str(out), "--field-strength", "3"]) == 0
+    assert "1 of 1 subject(s) valid" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["validate", str(out), "--field-strength", "0"])

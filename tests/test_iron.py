@@ -96,3 +96,14 @@ def test_missing_age_gives_empty_cells_not_zeros():
     assert np.isnan(out["iron_expected_mg_per_kg"].iloc[0]) and np.isnan(out["iron_z"].iloc[0])
     out = add_norms(add_iron(_table()))  # no age column at all
     assert np.isnan(out["iron_z"].iloc[0])
+
+
+def test_chi_needs_no_field_strength_r2star_does():
+    chi = add_iron(_table(map="Chimap", mean=0.1, field_strength_T=np.nan))
+    assert chi["iron_mg_per_kg"].iloc[0] == pytest.approx(
+        add_iron(_table(map="Chimap", mean=0.1))["iron_mg_per_kg"].iloc[0])
+    unstated = _table(field_strength_T=None)
+    with pytest.raises(ValueError, match="sub-01 is not stated"):
+        add_iron(unstated)
+    assert add_iron(unstated, field_strength_T=3.0)["iron_mg_per_kg"].iloc[0] == pytest.approx(
+        add_iron(_table())["iron_mg_per_kg"].iloc[0])

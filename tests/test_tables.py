@@ -265,3 +265,16 @@ def test_group_tables_have_no_empty_cells_and_read_back(tmp_path):
     assert read_tsv(wide, dtype={"session_id": str})["session_id"].isna().all()
     assert read_failed_table(failed) == [("sub-03", "register", "")]
     assert read_tsv(ignored)["reason"].isna().all()
+
+
+def test_group_table_chi_rows_need_no_field_strength():
+    chi = _stats("sub-01", (0.077, 0.174)).assign(field_strength_T=np.nan)
+    long = tables.group_table([chi], None, Settings())
+    assert long["iron_mg_per_kg"].to_numpy() == pytest.approx(
+        tables.group_table([_stats("sub-01", (0.077, 0.174))], None, Settings())[
+            "iron_mg_per_kg"].to_numpy())
+    r2star = chi.assign(map="R2starmap", units="1/s", mean=25.0, median=25.0)
+    with pytest.raises(ValueError, match="field strength of sub-01 is not stated"):
+        tables.group_table([r2star], None, Settings())
+    assert tables.group_table([r2star], None, Settings(field_strength=3.0))[
+        "iron_mg_per_kg"].notna().all()

@@ -26,6 +26,16 @@ def _voxel_size(text: str) -> tuple[float, float, float]:
     return tuple(parts)
 
 
+def _field_strength(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 21:
+        raise argparse.ArgumentTypeError("field strength: a number of tesla in (0, 21]")
+    return value
+
+
 def _cmd_phantom(args) -> int:
     from .phantom import PhantomConfig, generate_phantom, truth_dir
 
@@ -54,7 +64,7 @@ def _cmd_validate(args) -> int:
         problem = subject.errors[0] if subject.errors else None
         if problem is None:
             try:
-                report = validate_subject(subject)
+                report = validate_subject(subject, field_strength=args.field_strength)
             except BrainironError as exc:
                 problem = str(exc)
         if problem:
@@ -201,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bids_dir", type=Path)
     p.add_argument("--participant-label", nargs="+")
     p.add_argument("--t1w-grid", choices=["same", "world"], default="same")
+    p.add_argument("--field-strength", type=_field_strength, metavar="T",
+                   help="B0 in tesla, used only when the sidecars do not state "
+                        "MagneticFieldStrength (default: it must be stated where R2* needs it)")
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("run", help="run the whole workflow (Snakemake) on a BIDS dataset")

@@ -365,9 +365,11 @@ def load_nifti(
     check_affine(img.affine, path, info.header["pixdim"][1:4])
     if not load_data:
         return None, img
-    check_stream(path, info)
+    raw = check_stream(path, info, keep=True)
+    # The verified bytes are read from memory: the file is decompressed once.
+    source = img if raw is None else type(img).from_bytes(raw)
     try:
-        data = np.asarray(img.dataobj, dtype=dtype).reshape(shape)
+        data = np.asarray(source.dataobj, dtype=dtype).reshape(shape)
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError, TypeError) as exc:
         raise InputError(path, f"truncated or corrupt image data ({_short(exc)})") from None
     return data, img

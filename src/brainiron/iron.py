@@ -47,10 +47,14 @@ __all__ = [
 DEFAULT_CALIBRATIONS = dict(IronSettings().calibrations)
 
 
+def _scales_with_field(calibration: Mapping) -> bool:
+    return str(calibration.get("scale_with_field", "no")).lower() in ("yes", "true", "1")
+
+
 def _effective_slope(calibration: Mapping, field_strength_T) -> np.ndarray:
     """Slope at the acquisition's B0 (map units per mg/kg)."""
     slope = float(calibration["slope"])
-    if str(calibration.get("scale_with_field", "no")).lower() in ("yes", "true", "1"):
+    if _scales_with_field(calibration):
         return slope * np.asarray(field_strength_T, float) / float(calibration["field_strength_T"])
     return slope * np.ones_like(np.asarray(field_strength_T, float))
 
@@ -106,7 +110,7 @@ def _se(calibration: Mapping, key: str) -> float:
 
 
 def add_iron(table: pd.DataFrame, calibrations: Mapping[str, str] | None = None,
-             statistic: str = "mean", field_strength_T: float = 3.0,
+             statistic: str = "mean", field_strength_T: float | None = None,
              calibration_table: pd.DataFrame | None = None) -> pd.DataFrame:
     """Add iron columns to a regional table (one row per map × region × hemisphere).
 
@@ -119,8 +123,10 @@ def add_iron(table: pd.DataFrame, calibrations: Mapping[str, str] | None = None,
         Map suffix → calibration name (default :data:`DEFAULT_CALIBRATIONS`).
     statistic : str
         The regional statistic converted (``mean`` or ``median``).
-    field_strength_T : float
-        B0 for rows without a ``field_strength_T`` value.
+    field_strength_T : float, optional
+        B0 (T) for rows without a ``field_strength_T`` value. χ calibrations do not scale
+        with B0, so χ rows may have none; a row whose calibration scales with B0 (R2*) and
+        has no B0 is an error, never a silent default.
 
     Returns
     -------
@@ -137,8 +143,10 @@ def add_iron(table: pd.DataFrame, calibrations: Mapping[str, str] | None = None,
     out["calibration_valid"] = pd.Series([pd.NA] * len(out), index=out.index, dtype="boolean")
     out["iron_mg_per_kg"] = np.nan
     out["iron_sd_mg_per_kg"] = np.nan
-    b0 = (out["field_strength_T"].fillna(field_strength_T) if "field_strength_T" in out
-          else pd.Series(field_strength_T, index=out.index)).to_numpy(float)
+    fallback = np.nan if field_strength_T is None else float(field_strength_T)
+    b0 = (pd.to_numeric(out["field_strength_T"], errors="coerce").fillna(fallback)
+          if "field_strength_T" in out else pd.Series(fallback, index=out.index)
+          ).to_numpy(float)
     for map_name, cal_name in chosen.items():
         rows = (out["map"] == map_name).to_numpy()
         if not rows.any() or not cal_name:
@@ -149,6 +157,12 @@ def add_iron(table: pd.DataFrame, calibrations: Mapping[str, str] | None = None,
         cal = cal_table.loc[cal_name]
         if cal["map"] != map_name:
             raise ValueError(f"calibration {cal_name} is for {cal['map']}, not {map_name}")
+        if _scales_with_field(cal) and np.isnan(b0[rows]).any():
+            who = out.loc[rows & np.isnan(b0), "participant_id"] if "participant_id" in out \
+                else pd.Series(["?"])
+            raise ValueError(f"calibration {cal_name} scales with B0 but the field strength of "
+                             f"{who.iloc[0]} is not stated (MagneticFieldStrength in the "
+                             "sidecars, or field_strength in the configuration)")
         n = out.loc[rows, "n_valid"].to_numpy(float)
         se = out.loc[rows, "sd"].to_numpy(float) / np.sqrt(np.where(n > 0, n, np.nan))
         iron, iron_sd = iron_from_value(out.loc[rows, statistic].to_numpy(float), cal, b0[rows],

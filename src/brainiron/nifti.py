@@ -272,7 +272,8 @@ def check_nifti(path: str | os.PathLike) -> NiftiHeader:
     return info
 
 
-def check_stream(path: str | os.PathLike, info: NiftiHeader, chunk: int = 1 << 22) -> None:
+def check_stream(path: str | os.PathLike, info: NiftiHeader, *, keep: bool = False
+                 ) -> bytes | None:
     """Read the whole file once: gzip CRC and length verified, data size as declared.
 
     Parameters
@@ -280,8 +281,14 @@ def check_stream(path: str | os.PathLike, info: NiftiHeader, chunk: int = 1 << 2
     path : path
     info : NiftiHeader
         From :func:`check_nifti`.
-    chunk : int
-        Bytes read at a time (memory stays small).
+    keep : bool
+        Return the decompressed file (header and data) so that the caller reads the voxels
+        from memory instead of decompressing the file a second time.
+
+    Returns
+    -------
+    bytes or None
+        The decompressed file when ``keep`` and the file is gzipped, else None.
 
     Raises
     ------
@@ -290,15 +297,14 @@ def check_stream(path: str | os.PathLike, info: NiftiHeader, chunk: int = 1 << 2
     """
     path = Path(path)
     if not info.gzipped:
-        return  # check_nifti compared the file size already
-    total = 0
+        return None  # check_nifti compared the file size already
     try:
         with gzip.open(path, "rb") as fh:
-            while block := fh.read(chunk):
-                total += len(block)
+            raw = fh.read()
     except (OSError, EOFError, zlib.error) as exc:
         what = "gzip CRC check failed" if "CRC" in str(exc) else str(exc) or type(exc).__name__
         raise InputError(path, f"truncated or corrupt image data ({what}; the compressed "
                                "stream is damaged)") from None
-    if total != info.vox_offset + info.data_bytes:
-        _size_mismatch(path, info, total - info.vox_offset)
+    if len(raw) != info.vox_offset + info.data_bytes:
+        _size_mismatch(path, info, len(raw) - info.vox_offset)
+    return raw if keep else None

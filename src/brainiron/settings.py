@@ -285,8 +285,9 @@ class Settings(_FromConfig):
         T2starmap, or fitted from MEGRE magnitude echoes).
     chi_reference : str
         ``none`` or ``wholebrain``: subtracted from χ before the statistics.
-    field_strength : float
-        B0 (T) when the sidecars do not state ``MagneticFieldStrength``.
+    field_strength : float or None
+        B0 (T) used only when the sidecars do not state ``MagneticFieldStrength``; ``None``
+        (the default): it must be stated there wherever it matters (R2*), an error otherwise.
     threads : int
         Threads per registration / relaxometry job; Snakemake's ``--cores`` caps the total.
     """
@@ -298,7 +299,7 @@ class Settings(_FromConfig):
     select: Mapping[str, str] = field(default_factory=dict)
     maps: tuple[str, ...] = ("Chimap", "R2starmap")
     chi_reference: str = "none"
-    field_strength: float = 3.0
+    field_strength: float | None = None
     threads: int = 2
     registration: RegistrationSettings = field(default_factory=RegistrationSettings)
     refinement: RefinementSettings = field(default_factory=RefinementSettings)

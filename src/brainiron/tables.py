@@ -188,7 +188,8 @@ def group_table(stats: Sequence[str | os.PathLike | pd.DataFrame],
         group, ...) are merged on ``participant_id``. A path that does not exist is skipped.
     settings : Settings, optional
         Uses ``settings.iron`` (calibration per map, statistic converted) and
-        ``settings.field_strength`` (T; for rows without ``field_strength_T``). Default:
+        ``settings.field_strength`` (T; for rows without ``field_strength_T``; ``None``: such
+        rows must be χ, whose calibration does not scale with B0). Default:
         :class:`~brainiron.settings.Settings` ().
 
     Returns
@@ -226,7 +227,7 @@ def group_table(stats: Sequence[str | os.PathLike | pd.DataFrame],
         from .iron import add_iron, add_norms
 
         long = add_iron(long, settings.iron.calibrations, settings.iron.statistic,
-                        float(settings.field_strength))
+                        settings.field_strength)
         long = add_norms(long)
     return long
 

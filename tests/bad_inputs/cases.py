@@ -266,6 +266,11 @@ def _field_strengths(root, sub):
     _sidecar(anat(root, sub) / f"{sub}_Chimap.json", MagneticFieldStrength=7.0)
 
 
+def _no_field_strength(root, sub):
+    for path in anat(root, sub).glob("*.json"):
+        _sidecar(path, MagneticFieldStrength=None)
+
+
 def _only_t1w(root, sub):
     a = anat(root, sub)
     for pattern in ("*MEGRE*", "*R2starmap*", "*Chimap*"):
@@ -345,6 +350,9 @@ SUBJECT_CASES: list[SubjectCase] = [
                 "{sub}_T1w.nii.gz", "differs from {sub}_Chimap.nii.gz", _chi_one_slice_short),
     SubjectCase("fieldstrengths", "sidecars disagree on MagneticFieldStrength", "discovery",
                 "{sub}/anat", "sidecars disagree on MagneticFieldStrength", _field_strengths),
+    SubjectCase("nob0", "no sidecar states MagneticFieldStrength (R2* needs B0), none "
+                "configured", "validate", "{sub}_R2starmap.nii.gz",
+                "MagneticFieldStrength is not stated in the sidecars", _no_field_strength),
     SubjectCase("onlyt1w", "a T1w and nothing to quantify", "discovery",
                 "{sub}/anat", "nothing to quantify", _only_t1w),
     SubjectCase("norow", "subject folder without a participants.tsv row", "discovery",

@@ -114,6 +114,26 @@ def _echo_time_inherited(root, rng):
         (root / f"echo-{n}_part-mag_MEGRE.json").write_text(json.dumps(top))
 
 
+def _b0_unstated(keep: str = "", chi_only: bool = False) -> Callable:
+    """MagneticFieldStrength removed from every sidecar (but ``keep``'s); R2*/MEGRE removed."""
+    def apply(root, rng):
+        for path in anat(root).iterdir():
+            if chi_only and ("R2starmap" in path.name or "MEGRE" in path.name):
+                path.unlink()
+            elif path.suffix == ".json" and not (keep and keep in path.name):
+                meta = json.loads(path.read_text())
+                meta.pop("MagneticFieldStrength", None)
+                path.write_text(json.dumps(meta))
+    return apply
+
+
+def _b0_is(expected) -> Callable:
+    def check(dataset):
+        b0 = dataset.subjects[0].field_strength
+        return None if b0 == expected else f"field strength {b0} T, expected {expected}"
+    return check
+
+
 def _ppb_declared(root, rng):
     _values("Chimap", lambda d, r: d * 1000)(root, rng)
     _sidecar("Chimap", _set(Units="ppb"))(root, rng)
@@ -165,6 +185,13 @@ def sidecar_mutations() -> list[Mutation]:
         Mutation("sidecar", "Chimap in ppb, declared", "accept", _ppb_declared),
         Mutation("sidecar", "EchoTime negative everywhere", "reject",
                  _all_sidecars(EchoTime=-0.01), names=echo.replace(ECHOES[1], ECHOES[0])),
+        # B0 matters for R2* (plausibility, iron slope): unstated is an error, never 3 T.
+        Mutation("sidecar", "MagneticFieldStrength in no sidecar", "reject", _b0_unstated(),
+                 names=f"{SUB}_R2starmap.nii.gz", says="MagneticFieldStrength is not stated"),
+        Mutation("sidecar", "MagneticFieldStrength in no sidecar, chi only", "accept",
+                 _b0_unstated(chi_only=True), check=_b0_is(None)),
+        Mutation("sidecar", "MagneticFieldStrength in the T1w sidecar only", "accept",
+                 _b0_unstated(keep="_T1w."), check=_b0_is(3.0)),
     ]
     return out
 

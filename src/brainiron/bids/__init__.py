@@ -38,6 +38,7 @@ from .validate import (
     load_map,
     read_contrast,
     read_map,
+    subject_field_strength,
     validate_subject,
 )
 
@@ -57,5 +58,6 @@ __all__ = [
     "read_contrast",
     "read_map",
     "sidecar",
+    "subject_field_strength",
     "validate_subject",
 ]

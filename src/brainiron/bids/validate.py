@@ -17,8 +17,8 @@ from ..errors import InputError
 from ..io import load_nifti
 from .subject import MAP_UNITS, TABLE_MAP, Subject
 
-__all__ = ["UNIT_FACTORS", "ValidatedSubject", "load_map", "read_contrast", "read_map",
-           "validate_subject"]
+__all__ = ["B0_UNSTATED", "UNIT_FACTORS", "ValidatedSubject", "b0_dependent_file", "load_map",
+           "read_contrast", "read_map", "subject_field_strength", "validate_subject"]
 
 #: Declared units we understand, as the factor to the canonical unit.
 UNIT_FACTORS = {
@@ -160,20 +160,69 @@ def load_map(subject: Subject, kind: str, factor: float | None = None
     return read_map(path, kind, factor)
 
 
-def validate_subject(subject: Subject, field_strength: float = 3.0) -> ValidatedSubject:
+B0_UNSTATED = ("MagneticFieldStrength is not stated in the sidecars; state it there or set "
+               "field_strength (tesla) in the configuration")
+
+
+def b0_dependent_file(subject: Subject) -> Path | None:
+    """The subject's first file whose use depends on B0: an R2*/T2* map or a MEGRE echo.
+
+    R2* (given, from T2*, or fitted from MEGRE) is checked for plausibility and converted to
+    iron with a slope that scales with B0; χ in ppm does not depend on B0.
+    """
+    for kind in ("R2starmap", "T2starmap"):
+        if kind in subject.maps:
+            return subject.maps[kind]
+    return subject.megre[0] if subject.megre else None
+
+
+def subject_field_strength(subject: Subject, field_strength: float | None = None
+                           ) -> tuple[float | None, str]:
+    """B0 (T) for a subject and where it came from (``sidecar``, ``config`` or ``unstated``).
+
+    The sidecars' ``MagneticFieldStrength`` wins; ``field_strength`` (the configuration) is
+    used only when they do not state it. Unstated is an error where B0 matters (see
+    :func:`b0_dependent_file`), never a silent default; a χ-only subject may leave it unstated.
+
+    Raises
+    ------
+    InputError
+        B0 unstated for a subject with R2*/T2*/MEGRE data (naming the first such file), or a
+        configured field strength that is not a positive finite number.
+    """
+    if subject.field_strength is not None:
+        return float(subject.field_strength), "sidecar"
+    if field_strength is not None:
+        b0 = float(field_strength)
+        if not np.isfinite(b0) or b0 <= 0:
+            raise InputError(None, f"field strength {b0:g} T: must be positive (state "
+                                   "MagneticFieldStrength in the sidecars or set "
+                                   "field_strength)")
+        return b0, "config"
+    needs = b0_dependent_file(subject)
+    if needs is not None:
+        raise InputError(needs, B0_UNSTATED)
+    return None, "unstated"
+
+
+def validate_subject(subject: Subject, field_strength: float | None = None
+                     ) -> ValidatedSubject:
     """Read a subject's images and check their values and units.
 
     Checks: readable voxels (truncated files, the gzip CRC), no Inf, not all NaN, not all
     zero, not constant; χ maps in ppm (not ppb); R2* maps in 1/s (not a T2* map in ms) and
     not negative; T2* maps in s (not ms); magnitude echoes non-negative and of one grid; a
-    positive field strength. A unit message mentions header scaling when there is some.
+    field strength that is stated (in the sidecars, or ``field_strength``) and positive
+    wherever R2* is involved. A unit message mentions header scaling when there is some.
 
     Parameters
     ----------
     subject : Subject
         From :func:`discover`, without errors.
-    field_strength : float
-        B0 in tesla when the sidecars do not say (used by the R2* plausibility check).
+    field_strength : float, optional
+        B0 in tesla used only when the sidecars do not state ``MagneticFieldStrength`` (the
+        R2* plausibility check depends on it). ``None``: it must be stated in the sidecars
+        for a subject with R2*/T2*/MEGRE data (:func:`subject_field_strength`).
 
     Returns
     -------
@@ -186,10 +235,7 @@ def validate_subject(subject: Subject, field_strength: float = 3.0) -> Validated
     """
     if subject.errors:
         raise InputError(None, subject.errors[0])
-    b0 = subject.field_strength or field_strength
-    if not np.isfinite(b0) or b0 <= 0:
-        raise InputError(None, f"field strength {b0:g} T: must be positive (state "
-                               "MagneticFieldStrength in the sidecars or set field_strength)")
+    b0, _ = subject_field_strength(subject, field_strength)
     factors: dict[str, float] = {}
     notes: list[str] = []
     ref_img = None
@@ -215,7 +261,7 @@ def validate_subject(subject: Subject, field_strength: float = 3.0) -> Validated
             raise InputError(path, f"median {name} {float(np.median(values)):.3g} is "
                                    f"negative: {name} cannot be negative (sign flipped?)"
                                    + _scaling_note(img))
-        if kind == "R2starmap":
+        if kind == "R2starmap" and b0 is not None:
             # In-brain R2* has a median of ~15-30 1/s at 1.5-3 T; a T2* map in ms has ~40-60.
             # The limit grows with B0; at 7 T the two overlap and the check stays quiet.
             limit = 38.0 * max(1.0, b0 / 3.0)

@@ -57,7 +57,8 @@ def main(smk) -> None:
                                probability_labels=prob_meta["LabelIndices"],
                                probability_slices=box, refined_index=refined_index)
     participant_id, session_id = layout.split_key(smk.wildcards.key)
+    b0 = validated["field_strength_T"]  # None: unstated, allowed for chi only
     table = subject_table(rows, participant_id, session_id, read_json(inp.qc),
-                          validated["field_strength_T"])
+                          np.nan if b0 is None else float(b0))
     write_tsv(table, smk.output.tsv)
     write_json(column_descriptions(), smk.output.json)
