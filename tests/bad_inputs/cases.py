@@ -470,9 +470,9 @@ def _run_with(cli, smk):
 def _run_configfile(tmp, good):
     import yaml
 
-    from brainiron.workflow import SNAKEFILE
+    from brainiron.workflow import DEFAULT_CONFIG
 
-    config = yaml.safe_load((SNAKEFILE.parent / "config" / "config.yaml").read_text())
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
     config["chi_referense"] = "wholebrain"
     path = tmp / "my-config.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -29,13 +29,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from brainiron.workflow import SNAKEFILE
-
 from .cases import ESCAPING_FOLDERS, GOOD, RUN_CASES, SUBJECT_CASES, build_many, generate_good
 
 pytestmark = pytest.mark.slow
 
-CONFIG = SNAKEFILE.parent / "config" / "config.yaml"
+#: A clone's root, where a user calls Snakemake (its Snakefile includes the packaged one).
+ROOT = Path(__file__).resolve().parents[2]
+SNAKEFILE = ROOT / "Snakefile"
+CONFIG = ROOT / "config" / "config.yaml"
 ENTRIES = ["cli", "snakemake"]
 TEMPORARY = re.compile(r"^\..+\.tmp(\..*)?$|^\.ants-|^\.brainiron-write-test-")
 GOOD_OUTPUTS = ("desc-validated_inputs.json", "space-individual_atlas-CIT168_dseg.nii.gz",
@@ -350,7 +351,7 @@ def test_disk_full_before_the_workflow_starts(good, tmp_path):
 
 def test_docs_list_every_case():
     """docs/reliability.md's case table names every case of this corpus."""
-    doc = (SNAKEFILE.parent / "docs" / "reliability.md").read_text()
+    doc = (ROOT / "docs" / "reliability.md").read_text()
     missing = [c.sub for c in SUBJECT_CASES if f"`{c.sub}`" not in doc]
     missing += [c.name for c in RUN_CASES if f"`{c.name}`" not in doc]
     assert not missing

@@ -16,8 +16,9 @@ from ..tables import (
 
 def main(smk) -> None:
     out = smk.output
+    b0 = smk.params.field_strength  # None: only the sidecars state B0 (tesla)
     settings = Settings(iron=IronSettings.from_config(smk.params.iron),
-                        field_strength=float(smk.params.field_strength))
+                        field_strength=None if b0 is None else float(b0))
     participants = list(smk.input.participants)
     long = group_table(list(smk.input.stats), participants[0] if participants else None,
                        settings)
