@@ -96,9 +96,12 @@ def test_t1w_on_another_grid(dataset_copy):
     path = _anat(dataset_copy) / "sub-01_T1w.nii.gz"
     _rewrite(path, lambda d, img: (d[1:, :, :], img.affine @ np.array(
         [[1, 0, 0, 1], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])))
-    assert "t1w_grid: world" in _error(dataset_copy)
+    subj = _subject(dataset_copy)  # default t1w_grid: coregister
+    assert not subj.errors and subj.t1w_alignment == "coregister"
+    assert "t1w_grid: coregister" in _subject(dataset_copy, t1w_grid="same").errors[0]
     subj = _subject(dataset_copy, t1w_grid="world")
     assert not subj.errors and subj.registration_kind == "T1w"
+    assert subj.t1w_alignment == "world"
 
 
 def test_missing_echo(dataset_copy):

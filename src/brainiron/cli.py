@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="discover and check a BIDS dataset, write nothing")
     p.add_argument("bids_dir", type=Path)
     p.add_argument("--participant-label", nargs="+")
-    p.add_argument("--t1w-grid", choices=["same", "world"], default="same")
+    p.add_argument("--t1w-grid", choices=["coregister", "world", "same"], default="coregister")
     p.add_argument("--field-strength", type=_field_strength, metavar="T",
                    help="B0 in tesla, used only when the sidecars do not state "
                         "MagneticFieldStrength (default: it must be stated where R2* needs it)")

@@ -120,8 +120,13 @@ class RegistrationSettings(_FromConfig):
         The local stage of χ-only subjects, which needs more iterations and context than a
         T1w's (3 mm phantom: SN Dice 0.87 with (20, 5) / 8 mm, 0.91 with (40, 20) / 15 mm).
     t1w_grid : str
-        ``same``: the T1w must share the maps' grid; ``world``: scanner coordinates are
-        trusted across grids.
+        How a T1w on another grid than the maps' is aligned with them: ``coregister``
+        (default; registered to the maps' reference image, :mod:`brainiron.registration.
+        coregister`), ``world`` (scanner coordinates trusted: no head motion between the
+        scans) or ``same`` (a T1w on another grid is an error). A T1w on the maps' own grid
+        is taken as aligned in every mode.
+    coregistration_transform : str
+        ``Rigid`` (default) or ``Affine``: the T1w → maps coregistration.
     mem_mb : int
         Memory the register rule declares (MB; peak 2.65 GB measured for a 1 mm subject).
     """
@@ -143,7 +148,8 @@ class RegistrationSettings(_FromConfig):
     chi_template: bool = True
     chi_local_iterations: tuple[int, ...] = (40, 20)
     chi_local_margin_mm: float = 15.0
-    t1w_grid: str = "same"
+    t1w_grid: str = "coregister"
+    coregistration_transform: str = "Rigid"
     mem_mb: int = 4000
 
     def __post_init__(self):

@@ -27,7 +27,9 @@ among the rest the candidate with the fewest entities wins, ties broken by the h
 to agree between kinds: a ``T1w`` with ``acq-mprage`` registers a ``Chimap`` with ``acq-qsm``.
 
 Registration image rule: the T1w if present, else the first-echo magnitude, else the χ map,
-else the R2* map (see :attr:`Subject.registration_kind`).
+else the R2* map (see :attr:`Subject.registration_kind`). A T1w on its own grid is
+coregistered to the maps' reference image — the first-echo magnitude, else the χ map, else
+the R2* map (:attr:`Plan.coregistration_image`).
 """
 
 from .discover import discover, grids_match, parse_ages, sidecar
@@ -39,6 +41,7 @@ from .validate import (
     read_contrast,
     read_map,
     subject_field_strength,
+    unregistrable_t2star,
     validate_subject,
 )
 
@@ -59,5 +62,6 @@ __all__ = [
     "read_map",
     "sidecar",
     "subject_field_strength",
+    "unregistrable_t2star",
     "validate_subject",
 ]

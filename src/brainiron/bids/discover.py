@@ -18,6 +18,7 @@ import pandas as pd
 from ..errors import InputError
 from ..io import load_nifti, parse_name, read_json, read_tsv
 from .subject import MAP_SUFFIXES, Dataset, Subject
+from .validate import unregistrable_t2star
 
 __all__ = ["discover", "grids_match", "parse_ages", "sidecar"]
 
@@ -245,6 +246,10 @@ def _discover_subject(anat: Path, root: Path, subject: str, session: str,
         megre_meta: dict = {}
         if echoes:
             subj.megre, subj.echo_times, megre_meta = _check_echoes(echoes, root)
+        if subj.registration_kind is None and "T2starmap" in subj.maps:
+            raise unregistrable_t2star(subj.maps["T2starmap"],
+                                       str(sidecar(subj.maps["T2starmap"], root)[0]
+                                           .get("Units", "")))
         if subj.registration_kind is None:
             raise InputError(where, "no usable image: need a Chimap, R2starmap, T2starmap or "
                                     "MEGRE magnitude (and ideally a T1w)")
@@ -280,8 +285,11 @@ def _discover_subject(anat: Path, root: Path, subject: str, session: str,
                     f"grid ({_grid_text(headers[name], headers[ref_name])}) differs from "
                     f"{paths[ref_name].name} ({_grid_text(headers[ref_name])}); images of one "
                     "subject must share one grid" + (
-                        " (or set registration.t1w_grid: world to use scanner coordinates)"
-                        if name == "T1w" else "")))
+                        " (or set registration.t1w_grid: coregister to register it to the "
+                        "maps)" if name == "T1w" else "")))
+        if "T1w" in headers:
+            subj.t1w_alignment = ("same" if grids_match(headers["T1w"], headers[ref_name])
+                                  else t1w_grid)
         values = set(strengths.values())
         if len(values) > 1:
             raise InputError(where, f"sidecars disagree on MagneticFieldStrength "
@@ -386,7 +394,8 @@ def _session_problem(folder: Path, sessions: list[Path]) -> InputError | None:
 
 
 def discover(bids_dir: str | Path, participant_label: Iterable[str] | None = None,
-             select: Mapping[str, str] | None = None, t1w_grid: str = "same") -> Dataset:
+             select: Mapping[str, str] | None = None, t1w_grid: str = "coregister"
+             ) -> Dataset:
     """Discover every subject (and session) of a BIDS dataset and check file-level facts.
 
     Parameters
@@ -397,9 +406,11 @@ def discover(bids_dir: str | Path, participant_label: Iterable[str] | None = Non
         Only these subjects (with or without ``sub-``).
     select : mapping, optional
         Entity filter applied when choosing files, e.g. ``{"acq": "qsm"}``.
-    t1w_grid : {"same", "world"}
-        ``same``: the T1w must share the maps' grid. ``world``: a T1w on another grid is
-        used through scanner (world) coordinates, i.e. assumed not to have moved.
+    t1w_grid : {"coregister", "world", "same"}
+        A T1w on another grid than the maps': ``coregister`` (registered to the maps'
+        reference image by the workflow), ``world`` (used through scanner coordinates, i.e.
+        assumed not to have moved) or ``same`` (an error). Recorded per subject as
+        :attr:`Subject.t1w_alignment` (``same`` when the grids coincide).
 
     Returns
     -------

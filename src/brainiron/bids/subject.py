@@ -47,6 +47,10 @@ class Subject:
         Files of this subject not used, with the reason.
     errors : list of str
         One-line problems found at discovery; a subject with errors is not processed.
+    t1w_alignment : str
+        How the T1w meets the maps: ``same`` (on the maps' grid), ``coregister`` (on its own
+        grid, registered to the maps' reference image) or ``world`` (on its own grid,
+        scanner coordinates trusted); ``""`` without a T1w.
     """
 
     subject: str
@@ -59,6 +63,7 @@ class Subject:
     units: dict[str, str] = field(default_factory=dict)
     ignored: list[tuple[str, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    t1w_alignment: str = ""
 
     @property
     def participant_id(self) -> str:
@@ -88,6 +93,16 @@ class Subject:
             if kind in self.maps:
                 return kind
         return None
+
+    @property
+    def coregistration_kind(self) -> str | None:
+        """The maps' reference image the T1w is coregistered to (``MEGRE``: first echo,
+        ``Chimap``, ``R2starmap``), or None when no coregistration is needed."""
+        if self.t1w is None or self.t1w_alignment != "coregister":
+            return None
+        if self.megre:
+            return "MEGRE"
+        return next((k for k in ("Chimap", "R2starmap") if k in self.maps), None)
 
     @property
     def registration_image(self) -> Path | None:
@@ -126,10 +141,14 @@ class Subject:
                         (fitted, "derived"))
         image = self.registration_image
         used = contrast[1] == "derived" or any(k == "derived" for _, k in quantified.values())
+        coreg = self.coregistration_kind
+        coreg_image = (str(self.megre[0]) if coreg == "MEGRE"
+                       else str(self.maps[coreg]) if coreg else "")
         return Plan(key=self.key, registration_kind=self.registration_kind or "",
                     registration_image=str(image) if image else "",
                     contrast_image=contrast[0], contrast_kind=contrast[1], maps=quantified,
-                    fit_r2star=used, echoes=tuple(str(p) for p in self.megre))
+                    fit_r2star=used, echoes=tuple(str(p) for p in self.megre),
+                    coregistration_kind=coreg or "", coregistration_image=coreg_image)
 
     def to_dict(self, *, with_ignored: bool = True) -> dict:
         """JSON-serialisable form; without ``ignored`` it holds only what changes results."""
@@ -153,6 +172,7 @@ class Subject:
             echo_times=list(d.get("echo_times", [])),
             field_strength=d.get("field_strength"), units=dict(d.get("units", {})),
             ignored=[tuple(x) for x in d.get("ignored", [])], errors=list(d.get("errors", [])),
+            t1w_alignment=d.get("t1w_alignment", ""),
         )
 
 
@@ -180,6 +200,10 @@ class Plan:
         R2* / T2* map, ≥ 2 echoes, R2* asked for) or it is the dentate contrast.
     echoes : tuple of str
         Magnitude echoes in echo order.
+    coregistration_kind, coregistration_image : str
+        The maps' reference image (``MEGRE`` first echo, ``Chimap``, ``R2starmap``) the T1w
+        is coregistered to, and its file; ``""`` when the T1w needs no coregistration (none,
+        on the maps' grid, or ``t1w_grid: world``).
     """
 
     key: str
@@ -190,6 +214,14 @@ class Plan:
     maps: Mapping[str, tuple[str, str]]
     fit_r2star: bool
     echoes: tuple[str, ...] = ()
+    coregistration_kind: str = ""
+    coregistration_image: str = ""
+
+    @property
+    def overlay_image(self) -> str:
+        """The image the report draws the labels on: on the maps' grid (the coregistration
+        reference when the T1w lies on its own grid, else the registration image)."""
+        return self.coregistration_image or self.registration_image
 
 
 @dataclass

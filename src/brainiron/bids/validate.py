@@ -18,7 +18,8 @@ from ..io import load_nifti
 from .subject import MAP_UNITS, TABLE_MAP, Subject
 
 __all__ = ["B0_UNSTATED", "UNIT_FACTORS", "ValidatedSubject", "b0_dependent_file", "load_map",
-           "read_contrast", "read_map", "subject_field_strength", "validate_subject"]
+           "read_contrast", "read_map", "subject_field_strength", "unregistrable_t2star",
+           "validate_subject"]
 
 #: Declared units we understand, as the factor to the canonical unit.
 UNIT_FACTORS = {
@@ -86,6 +87,42 @@ def _declared_factor(kind: str, declared: str, path: Path) -> float:
                                "_T2starmap (in s)")
     raise InputError(path, f"unknown units {declared!r} for {kind} (expected "
                            f"{' or '.join(factors)})")
+
+
+def unregistrable_t2star(path: str | os.PathLike, declared: str = "") -> InputError:
+    """The error for a subject whose only image is a T2* map, after checking its units.
+
+    A T2* map is quantified (as R2* = 1/T2*) but not registered: brainiron registers a T1w,
+    the MEGRE magnitude, a χ map or an R2* map. Its units are checked first (declared, and a
+    median above 1 s means milliseconds), so a wrong unit is reported before what is missing.
+
+    Parameters
+    ----------
+    path : path
+        The T2* map.
+    declared : str
+        Its sidecar's ``Units`` (``""`` when undeclared).
+
+    Returns
+    -------
+    InputError
+        Raise it: the units problem, or the missing registration image.
+    """
+    path = Path(path)
+    try:
+        factor = _declared_factor("T2starmap", declared, path)
+        data, img = load_nifti(path)
+        values = _finite_checks(data, path, "the T2starmap") * factor
+    except InputError as exc:
+        return exc
+    median = float(np.median(values[values > 0])) if np.any(values > 0) else 0.0
+    if median > 1.0:
+        return InputError(path, f"median T2* {median:.3g} looks like milliseconds; BIDS "
+                                "requires seconds (divide by 1000, or declare \"Units\": "
+                                "\"ms\")" + _scaling_note(img))
+    return InputError(path, "a T2starmap alone cannot be registered: this subject has no "
+                            "registration image (a T1w, MEGRE magnitude echoes, a Chimap or an "
+                            "R2starmap); add one of them")
 
 
 def read_map(path: str | os.PathLike, kind: str, factor: float = 1.0

@@ -10,6 +10,8 @@ maps' grid. Modules:
 * :mod:`.templates` — the T1 template and the χ-contrast template;
 * :mod:`.transforms` — the transform chain, its composed field, saving and warping;
 * :mod:`.qc` — :func:`registration_qc`, the QC record;
+* :mod:`.coregister` — the T1w onto the maps' reference image (:func:`coregister`) when it
+  lies on its own grid, and its QC;
 * :mod:`.native` — :func:`native_atlas` (what the ``register`` rule writes);
 * :mod:`.images` — images between nibabel (RAS+) and ANTs (LPS).
 
@@ -20,6 +22,19 @@ from __future__ import annotations
 
 from ..masks import chi_brain_mask, foreground_mask, template_brain_mask
 from ..settings import RegistrationSettings
+from .coregister import (
+    COREGISTRATION_LIMITS,
+    COREGISTRATION_REFERENCES,
+    Coregistration,
+    coregister,
+    coregistration_qc,
+    coregistration_record,
+    mirrored,
+    normalised_mutual_information,
+    read_coregistration,
+    rigid_motion,
+    with_coregistration,
+)
 from .images import from_ants, on_grid, resample_antialiased, to_ants
 from .native import (
     NativeAtlas,
@@ -73,6 +88,17 @@ from .transforms import (
 )
 
 __all__ = [
+    "COREGISTRATION_LIMITS",
+    "COREGISTRATION_REFERENCES",
+    "Coregistration",
+    "coregister",
+    "coregistration_qc",
+    "coregistration_record",
+    "mirrored",
+    "normalised_mutual_information",
+    "read_coregistration",
+    "rigid_motion",
+    "with_coregistration",
     "CHI_TEMPLATE_AGE_YEARS",
     "QC_LIMITS",
     "RECORDED_SETTINGS",

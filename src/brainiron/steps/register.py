@@ -44,6 +44,11 @@ def main(smk) -> None:
         failure = reg.qc_failure(result, settings)
         if failure:
             raise InputError(image_path, failure)
+        coreg_qc = None
+        if smk.input.get("coregistration"):  # a T1w on its own grid: onto the maps' grid
+            coreg_qc = read_json(smk.input.coregistration_qc)
+            result = reg.with_coregistration(
+                result, *reg.read_coregistration(smk.input.coregistration, scratch))
         values, contrast_kind = read_contrast(smk.input.contrast, smk.params.contrast_kind,
                                               validated["unit_factors"])
         native = reg.native_atlas(result, shape, affine, values, contrast_kind, scratch)
@@ -60,5 +65,11 @@ def main(smk) -> None:
                header=reg.probseg_header())
     write_json(reg.probseg_sidecar(native), out.probseg_json)
     save_nifti(native.brain_mask, out.brain_mask, affine, dtype=np.uint8)
-    write_json(reg.qc_record(result, native, kind=kind, image_path=image_path,
-                             threads=smk.threads, timing=timing), out.qc)
+    record = reg.qc_record(result, native, kind=kind, image_path=image_path,
+                           threads=smk.threads, timing=timing)
+    if coreg_qc is not None:
+        record["coregistration"] = coreg_qc
+        if coreg_qc.get("flag"):
+            record["flag"] = "; ".join(f for f in (record.get("flag"),
+                                                   f"coregistration: {coreg_qc['flag']}") if f)
+    write_json(record, out.qc)

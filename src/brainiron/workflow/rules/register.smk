@@ -1,4 +1,37 @@
-# Registration to MNI152NLin2009cAsym (ANTs) and the atlas labels on the subject's grid.
+# Registration to MNI152NLin2009cAsym (ANTs) and the atlas labels on the subject's grid; a
+# T1w on its own grid is first coregistered to the maps' reference image (rule coregister).
+
+
+def coregistration(name):
+    """Input function: the coregister rule's output ``name`` when the subject needs it."""
+    return lambda w: (
+        str(layout.subject_path(DERIV, name, w.key)) if plan(w).coregistration_image else []
+    )
+
+
+rule coregister:
+    input:
+        t1w=lambda w: plan(w).registration_image,
+        reference=lambda w: plan(w).coregistration_image,
+        validated=out("validated_inputs"),
+    output:
+        xfm=out("xfm_coregistration"),
+        qc=out("coregistration_qc"),
+    params:
+        reference_kind=lambda w: plan(w).coregistration_kind,
+        settings=stage_settings("registration", drop=("mem_mb", "t1w_grid")),
+    threads: config["threads"]
+    conda:
+        "../envs/brainiron.yaml"
+    log:
+        subject_log("coregister"),
+    benchmark:
+        subject_benchmark("coregister")
+    resources:
+        mem_mb=2000,
+    script:
+        "../scripts/coregister.py"
+
 
 
 rule register:
@@ -6,6 +39,8 @@ rule register:
         validated=out("validated_inputs"),
         image=lambda w: plan(w).registration_image,
         contrast=lambda w: plan(w).contrast_image,
+        coregistration=coregistration("xfm_coregistration"),
+        coregistration_qc=coregistration("coregistration_qc"),
     output:
         xfm_forward=out("xfm_forward"),
         xfm_inverse=out("xfm_inverse"),

@@ -17,7 +17,7 @@ rule report:
         qc=subject_outputs("registration_qc"),
         labels=subject_outputs("dseg"),
         labels_tsv=subject_outputs("dseg_tsv"),
-        registration=lambda w: [plan_of(s.key).registration_image for s in subjects()],
+        registration=lambda w: [plan_of(s.key).overlay_image for s in subjects()],
         maps=lambda w: [path for s in subjects() for path, _ in plan_of(s.key).maps.values()],
         truth=lambda w: [str(truth_path(BIDS_DIR, s.key)) for s in subjects()]
         if PHANTOM
