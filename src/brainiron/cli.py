@@ -39,12 +39,20 @@ def _field_strength(text: str) -> float:
 def _cmd_phantom(args) -> int:
     from .phantom import PhantomConfig, generate_phantom, truth_dir
 
+    realistic = {}
+    voxel = args.voxel_size or (2.5, 2.5, 2.5)
+    if args.realistic:
+        voxel = args.voxel_size or (1.0, 1.0, 2.0)
+        realistic = dict(realism="realistic", t1w_voxel_size=args.t1w_voxel_size,
+                         max_motion_deg=args.max_motion_deg, max_motion_mm=args.max_motion_mm,
+                         image_sets=tuple(args.image_sets), chi_recon=args.chi_recon,
+                         chi_outside=args.chi_outside)
     cfg = PhantomConfig(
-        n_subjects=args.subjects, seed=args.seed, voxel_size=args.voxel_size, snr=args.snr,
+        n_subjects=args.subjects, seed=args.seed, voxel_size=voxel, snr=args.snr,
         field_strength=args.field_strength, rls_sn_effect=-abs(args.rls_sn_effect),
         orientation=args.orientation, coverage=args.coverage, with_t1w=not args.no_t1w,
         with_chimap=not args.no_chimap, with_r2starmap=not args.no_r2starmap,
-        with_megre=not args.no_megre,
+        with_megre=not args.no_megre, **realistic,
     )
     truth = generate_phantom(args.out, cfg)
     print(f"phantom: {args.subjects} subjects at {'x'.join(f'{v:g}' for v in cfg.voxel_size)} "
@@ -193,8 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", type=Path, help="new folder for the dataset")
     p.add_argument("--subjects", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--voxel-size", type=_voxel_size, default=(2.5, 2.5, 2.5),
-                   help="mm: one value or three (e.g. 2.5 or 2,2,3); default 2.5")
+    p.add_argument("--voxel-size", type=_voxel_size, default=None,
+                   help="mm: one value or three (e.g. 2.5 or 2,2,3); default 2.5 "
+                        "(--realistic: the maps' voxel, default 1,1,2)")
     p.add_argument("--snr", type=float, default=100.0, help="first-echo SNR in white matter")
     p.add_argument("--field-strength", type=float, default=3.0, help="tesla")
     p.add_argument("--rls-sn-effect", type=float, default=0.15,
@@ -205,6 +214,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of the brain covered along the slice axis (slab)")
     for flag in ("t1w", "chimap", "r2starmap", "megre"):
         p.add_argument(f"--no-{flag}", action="store_true", help=f"do not write the {flag}")
+    g = p.add_argument_group("realistic mode (docs/phantom.md)")
+    g.add_argument("--realistic", action="store_true",
+                   help="T1w on its own sagittal grid with head motion, maps on an "
+                        "axial-oblique grid, veins, streaking, tv / l2 chi")
+    g.add_argument("--t1w-voxel-size", type=_voxel_size, default=(1.0, 1.0, 1.0),
+                   help="mm, the T1w's grid (default 1)")
+    g.add_argument("--max-motion-deg", type=float, default=5.0)
+    g.add_argument("--max-motion-mm", type=float, default=5.0)
+    g.add_argument("--image-sets", nargs="+", choices=["T1w", "MEGRE", "Chimap"],
+                   default=["T1w"], help="cycled by subject: T1w + maps, maps + MEGRE, chi "
+                                         "only (default T1w)")
+    g.add_argument("--chi-recon", choices=["mixed", "tv", "l2"], default="mixed")
+    g.add_argument("--chi-outside", choices=["zero", "nan"], default="zero")
     p.set_defaults(func=_cmd_phantom)
 
     p = sub.add_parser("validate", help="discover and check a BIDS dataset, write nothing")

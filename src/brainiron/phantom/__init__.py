@@ -18,6 +18,13 @@ the truth labels equals the truth table up to noise / √n. Ground truth goes to
 ``derivatives/phantom-truth``: native label images, per-subject truth tables (iron, χ, R2*),
 and the transform ``x_MNI = A · (x + u(x))`` (``x`` in the subject's world coordinates, mm).
 
+``PhantomConfig(realism="realistic")`` (``brainiron phantom --realistic``) makes the harder
+phantom of docs/phantom.md instead: the T1w on its own sagittal grid with head motion against
+the axial-oblique anisotropic GRE grid, a cubic B-spline deformation, tissue-class T1w
+contrast, χ from a cited literature table with veins, streaking, an eroded mask and tv / l2
+flavours (:mod:`~brainiron.phantom.realistic`, :mod:`~brainiron.phantom.motion`,
+:mod:`~brainiron.phantom.chi_model`).
+
 Modules: :mod:`~brainiron.phantom.config` (:class:`PhantomConfig`),
 :mod:`~brainiron.phantom.geometry` (native grids, deformations, :func:`true_mapping`),
 :mod:`~brainiron.phantom.tissues` (labels, iron and the forward model) and
@@ -25,10 +32,14 @@ Modules: :mod:`~brainiron.phantom.config` (:class:`PhantomConfig`),
 :func:`truth_path`, where the ground truth is).
 """
 
-from .config import PhantomConfig
+from .chi_model import realistic_table
+from .config import IMAGE_SETS, PhantomConfig
 from .geometry import true_mapping
+from .motion import BSplineField, random_bspline, random_rigid
+from .realistic import VEIN_INDEX
 from .tissues import phantom_labels
 from .writer import TRUTH_PIPELINE, generate_phantom, truth_dir, truth_path
 
 __all__ = ["PhantomConfig", "generate_phantom", "phantom_labels", "true_mapping",
-           "TRUTH_PIPELINE", "truth_dir", "truth_path"]
+           "TRUTH_PIPELINE", "truth_dir", "truth_path", "IMAGE_SETS", "VEIN_INDEX",
+           "BSplineField", "random_bspline", "random_rigid", "realistic_table"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -205,6 +205,9 @@ def generate_phantom(out_dir: str | Path, config: PhantomConfig | None = None,
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     started = time.perf_counter()
+    write = _write_subject
+    if cfg.realism == "realistic":
+        from .realistic import write_subject as write
     try:
         people = []
         tables = []
@@ -215,7 +218,7 @@ def generate_phantom(out_dir: str | Path, config: PhantomConfig | None = None,
                     "sex": str(demo_rng.choice(["F", "M"])),
                     "group": "control" if i % 2 == 0 else "rls"}
             people.append(demo)
-            tables.append(_write_subject(tmp, label, i, cfg, demo))
+            tables.append(write(tmp, label, i, cfg, demo))
         participants = pd.DataFrame(people)
         write_tsv(participants, tmp / "participants.tsv")
         write_json({
@@ -224,7 +227,7 @@ def generate_phantom(out_dir: str | Path, config: PhantomConfig | None = None,
             "group": {"Description": "diagnostic group",
                       "Levels": {"control": "healthy control", "rls": "restless legs syndrome"}},
         }, tmp / "participants.json")
-        settings = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+        settings = cfg.description()
         write_json({"Name": "brainiron phantom", "BIDSVersion": "1.10.0", "DatasetType": "raw",
                     "GeneratedBy": [{"Name": "brainiron phantom", "Version": __version__}],
                     "brainironPhantom": settings}, tmp / "dataset_description.json")
