@@ -121,9 +121,10 @@ def test_a_t2starmap_alone_says_what_is_missing_after_its_units(dataset_copy, sc
 
 
 # Worst Dice over 2 subjects x 2 hemispheres at 3 mm, T1w moved onto its own grid and
-# coregistered; the same-grid limits of test_workflow.py less ~0.05 (two interpolations of
-# the phantom's T1w: the moved T1w is blurrier than the template it is registered to).
-MIN_DICE = {"SN": 0.78, "RN": 0.70, "GP": 0.72, "Pu": 0.85, "Ca": 0.85, "Thal": 0.88}
+# coregistered. Measured: SN 0.81, RN 0.80, GP 0.82, Pu 0.88, Ca 0.86, Thal 0.93 (same-grid
+# limits of test_workflow.py: 0.85 / 0.75 / 0.78 / 0.88 / 0.88 / 0.90; the moved T1w went
+# through one more interpolation). With the chain in the wrong order: SN 0.60, RN 0.52.
+MIN_DICE = {"SN": 0.77, "RN": 0.75, "GP": 0.77, "Pu": 0.84, "Ca": 0.82, "Thal": 0.89}
 
 
 def test_workflow_puts_the_labels_on_the_maps_grid_through_the_coregistration(moved,
@@ -159,7 +160,7 @@ def test_workflow_puts_the_labels_on_the_maps_grid_through_the_coregistration(mo
                                                                "hemisphere"])
     err = (chi["median"] - chi["chi_ppm"]).abs()
     print(f"chi |median - truth| median {err.median():.4f} max {err.max():.4f} ppm")
-    assert err.median() < 0.02 and err.max() < 0.05
+    assert err.median() < 0.01 and err.max() < 0.03  # measured 0.0019 / 0.0088 ppm
 
 
 def test_the_composed_chain_equals_warping_in_two_steps(tmp_path):

@@ -109,6 +109,14 @@ def plan(wildcards):
     return plan_of(wildcards.key)
 
 
+def coregistration(name):
+    """Input function: the coregister rule's output ``name`` when the subject's T1w is
+    coregistered to its maps (on its own grid), else nothing."""
+    return lambda w: (
+        str(layout.subject_path(DERIV, name, w.key)) if plan(w).coregistration_image else []
+    )
+
+
 def raw_inputs(wildcards):
     """Every raw file of the subject that validation reads (changes trigger re-runs)."""
     subj = subject(wildcards)

@@ -2,13 +2,6 @@
 # T1w on its own grid is first coregistered to the maps' reference image (rule coregister).
 
 
-def coregistration(name):
-    """Input function: the coregister rule's output ``name`` when the subject needs it."""
-    return lambda w: (
-        str(layout.subject_path(DERIV, name, w.key)) if plan(w).coregistration_image else []
-    )
-
-
 rule coregister:
     input:
         t1w=lambda w: plan(w).registration_image,
