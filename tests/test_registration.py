@@ -221,14 +221,17 @@ def test_qc_limits_per_contrast(identity):
 def test_describe():
     from brainiron import dentate
 
-    settings = reg.RegistrationSettings()
+    settings = reg.RegistrationSettings(chi_local_stage=False, t1w_grid="same")
     text = reg.describe(settings, ["T1w", "MEGRE", "T1w"], chi_template=False)
     assert text.startswith("The MEGRE / T1w image of each subject was registered to the "
                            "MNI152NLin2009cAsym template [@fonov] with ANTs (ANTsPy, SyN, "
                            "metric CC / mattes) [@avants]")
     for key in ("[@fonov]", "[@avants]", "[@pauli]", "[@fischl]"):
         assert key in text
-    assert "χ-contrast" not in text
+    assert "χ-contrast" not in text and "χ template" not in text and "rigid" not in text
+    default = reg.describe(reg.RegistrationSettings(), ["T1w", "MEGRE"], chi_template=True)
+    assert "first registered rigidly (ANTs, Mattes mutual information)" in default
+    assert "refined on the nuclei by a local SyN" in default
     chi = reg.describe(settings, ["Chimap"], chi_template=True)
     assert "metric CC)" in chi and "χ-contrast version of the template" in chi
     assert "metric mattes)" in reg.describe(settings, ["Chimap"], chi_template=False)

@@ -127,6 +127,11 @@ class RegistrationSettings(_FromConfig):
         is taken as aligned in every mode.
     coregistration_transform : str
         ``Rigid`` (default) or ``Affine``: the T1w → maps coregistration.
+    chi_local_stage : bool
+        A T1w or magnitude subject with a χ map gets a second local stage on the nuclei: the
+        χ-contrast template onto the χ map (:func:`brainiron.registration.chi_local_stage`;
+        realistic phantom, 2×2×3 mm: mean nucleus Dice 0.83 → 0.94 for a coregistered T1w,
+        0.82 → 0.93 for a magnitude subject; docs/registration.md).
     mem_mb : int
         Memory the register rule declares (MB; peak 2.65 GB measured for a 1 mm subject).
     """
@@ -150,6 +155,7 @@ class RegistrationSettings(_FromConfig):
     chi_local_margin_mm: float = 15.0
     t1w_grid: str = "coregister"
     coregistration_transform: str = "Rigid"
+    chi_local_stage: bool = True
     mem_mb: int = 4000
 
     def __post_init__(self):

@@ -47,6 +47,7 @@ from .native import (
 )
 from .pipeline import (
     align_brain_masks,
+    chi_local_stage,
     describe,
     local_stage,
     register,
@@ -108,6 +109,7 @@ __all__ = [
     "Registration",
     "RegistrationSettings",
     "align_brain_masks",
+    "chi_local_stage",
     "chi_brain_mask",
     "chi_template",
     "chi_template_values",

@@ -45,8 +45,8 @@ from .qc import registration_qc
 from .templates import template_brain_mask_image, template_image
 from .transforms import Registration, compose_forward
 
-__all__ = ["align_brain_masks", "describe", "local_stage", "register", "registration_input",
-           "scratch_dir", "uses_chi_template"]
+__all__ = ["align_brain_masks", "chi_local_stage", "describe", "local_stage", "register",
+           "registration_input", "scratch_dir", "uses_chi_template"]
 
 
 def uses_chi_template(contrast: str, settings: RegistrationSettings) -> bool:
@@ -226,7 +226,8 @@ def local_stage(fixed, template, stage1: list[str], stage1_inverse: list[str], s
     # [2Warp (local), 1Warp, 0GenericAffine]; ANTsPy's invtransforms list is wrong there, so
     # the inverse is built from the pieces: stage 1's inverse composite, then the local one.
     forward = list(stage2["fwdtransforms"])
-    inverse = [*stage1_inverse, str(scratch / "local_2InverseWarp.nii.gz")]
+    # local_2Warp after a composite (affine + warp) start, local_1Warp after a field.
+    inverse = [*stage1_inverse, forward[0].replace("Warp.nii.gz", "InverseWarp.nii.gz")]
     return forward, inverse, {"local_box_shape": list(fixed_box.shape),
                               "local_iterations": [int(i) for i in iterations]}
 
@@ -323,6 +324,58 @@ def register(image: np.ndarray, affine: np.ndarray, scratch: str | Path,
     return reg
 
 
+def chi_local_stage(reg: Registration, chi: np.ndarray, shape, affine: np.ndarray,
+                    scratch: str | Path, settings: RegistrationSettings | None = None
+                    ) -> Registration:
+    """Refine a T1w or magnitude registration on the nuclei with the subject's χ map.
+
+    The χ map shows the iron-rich nuclei (SN, RN, STN, GP) that a T1w or a GRE magnitude
+    barely does, and the χ-contrast template (:func:`chi_template`) shows them in the same
+    contrast: a local SyN (cross-correlation, ``chi_local_iterations`` /
+    ``chi_local_margin_mm``, :func:`local_stage`) of the template onto the χ map, on the
+    maps' grid cropped to the nuclei's box, initialised by the whole chain so far composed on
+    that grid. The T1w (or magnitude) still carries the global alignment; SEPIA's hybrid
+    T1w − k·χ image serves the same purpose.
+
+    Parameters
+    ----------
+    reg : Registration
+        The registration so far (its chain may include a coregistration).
+    chi : (X, Y, Z) ndarray
+        The χ map (ppm) on the maps' grid; NaN and zeros outside its mask are allowed.
+    shape : tuple of int
+        The maps' grid.
+    affine : (4, 4) ndarray
+        Its voxel → world matrix (RAS, mm).
+    scratch : path
+        Folder for ANTs' files (a ``chi_local`` folder is made in it).
+    settings : RegistrationSettings, optional
+
+    Returns
+    -------
+    Registration
+        The refined chain (no composed field: :func:`brainiron.registration.maps_grid_warp`
+        composes it on the maps' grid); ``qc`` gains ``chi_local_stage`` (box and iterations,
+        or why it was skipped) and ``chi_local_seconds``.
+    """
+    settings = settings or reg.settings
+    started = time.perf_counter()
+    folder = Path(scratch) / "chi_local"
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        image, _ = registration_input(chi, "Chimap", "chi")
+    except ValueError as exc:
+        return replace(reg, qc={**reg.qc, "chi_local_stage": f"skipped: {exc}"})
+    start = compose_forward(reg, tuple(shape), affine, folder, name="start_")
+    forward, inverse, info = local_stage(to_ants(image, affine), template_image("chi"), [start],
+                                         list(reg.inverse), folder,
+                                         _chi_local_settings(settings))
+    qc = {**reg.qc, "chi_local_stage": info,
+          "chi_local_seconds": round(time.perf_counter() - started, 2)}
+    return replace(reg, forward=forward, inverse=inverse, forward_field=None, warp=None,
+                   shape=None, affine=None, qc=qc)
+
+
 def scratch_dir(parent: str | Path) -> Path:
     """A private temporary folder for ANTs' files next to the outputs (same filesystem)."""
     Path(parent).mkdir(parents=True, exist_ok=True)
@@ -354,6 +407,18 @@ def describe(settings: RegistrationSettings, kinds: Sequence[str], chi_template:
         f"{layout.ATLAS} subcortical nuclei [@pauli] with the FreeSurfer aseg thalamus "
         "[@fischl] were carried to the subject's grid through the inverse transform "
         "(nearest-neighbour labels, partial-volume probabilities).")
+    if "T1w" in kinds and settings.t1w_grid == "coregister":
+        text += (
+            " A T1w on its own grid was first registered "
+            f"{settings.coregistration_transform.lower()}ly (ANTs, Mattes mutual information) "
+            "to the subject's first-echo magnitude (else its χ or R2* map), and the template → "
+            "T1w and T1w → maps transforms were composed so that the labels were interpolated "
+            "once onto the maps' grid.")
+    if settings.chi_local_stage and set(kinds) - {"Chimap"}:
+        text += (
+            " Subjects registered through a T1w or magnitude image that had a χ map were "
+            "refined on the nuclei by a local SyN (cross-correlation) of brainiron's "
+            "χ-contrast template onto their χ map.")
     if chi_template:
         text += (
             " Subjects with a χ map only were registered to a χ-contrast version of the "

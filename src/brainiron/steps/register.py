@@ -51,6 +51,8 @@ def main(smk) -> None:
                 result, *reg.read_coregistration(smk.input.coregistration, scratch))
         values, contrast_kind = read_contrast(smk.input.contrast, smk.params.contrast_kind,
                                               validated["unit_factors"])
+        if settings.chi_local_stage and contrast_kind == "Chimap" and kind != "Chimap":
+            result = reg.chi_local_stage(result, values, shape, affine, scratch, settings)
         native = reg.native_atlas(result, shape, affine, values, contrast_kind, scratch)
         t0 = time.perf_counter()
         reg.save_transforms(result, shape, affine, out.xfm_forward, out.xfm_inverse, scratch,
