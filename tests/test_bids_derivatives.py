@@ -227,7 +227,7 @@ _PYBIDS = {"sub": "subject", "ses": "session", "desc": "desc", "space": "space",
 def test_pybids_reads_the_entities_brainiron_meant(run):
     name, bids, deriv = run
     lay = _pybids_layout(bids, deriv).derivatives["brainiron"]
-    keys = sorted({"_".join(p.relative_to(deriv).parts[:-1]) for p in
+    keys = sorted({"_".join(p.relative_to(deriv).parts[:-2]) for p in
                    deriv.glob("sub-*/**/anat/*")})
     assert keys == (["sub-01_ses-1", "sub-01_ses-2"] if name == "sessions" else ["sub-01"])
     fill = {"template": layout.TEMPLATE, "atlas": layout.ATLAS}
