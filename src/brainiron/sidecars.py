@@ -212,7 +212,7 @@ def image_sidecar(description: str, sources: Iterable[str], *,
     description : str
         ``Description``: what the image holds.
     sources : iterable of str
-        ``Sources``: BIDS URIs of the files it was made from.
+        ``Sources``: BIDS URIs of the files it was made from (left out when empty).
     spatial_reference : str, optional
         ``SpatialReference`` (a BIDS URI), for images with a ``space`` entity.
     skull_stripped : bool, optional
@@ -224,7 +224,9 @@ def image_sidecar(description: str, sources: Iterable[str], *,
     -------
     dict
     """
-    out: dict = {"Description": description, "Sources": list(sources)}
+    out: dict = {"Description": description}
+    if sources := list(sources):
+        out["Sources"] = sources
     if spatial_reference is not None:
         out["SpatialReference"] = spatial_reference
     if skull_stripped is not None:

@@ -1,7 +1,7 @@
 """The group tables: the long and wide regional tables, their column descriptions, the
 failed and ignored lists, the group comparison table and ``dataset_description.json``.
 
-The column descriptions (the BIDS sidecars ``regions.json``, ``regions_wide.json`` and
+The column descriptions (the BIDS sidecars ``regions.json``, ``desc-wide_regions.json`` and
 ``group_comparison.json``) are package data, ``data/columns.json``; only what is known at
 run time is added here: the atlas reference files with their sha256, and the citations
 (``{cite:<key>}`` in the JSON) from ``data/references.tsv`` (:mod:`brainiron.references`).
