@@ -183,14 +183,14 @@ def _write_truth_sidecars(root: Path, key: str, grid: str, columns: list[str]) -
     lookup = tables.table_descriptions("dseg")
     tissues = {**lookup, "name": {**lookup["name"], "Description": "tissue: an atlas region "
                                   "and hemisphere (<region>_<L|R>), or CSF, GM, WM"}}
-    for entities, what, columns in (
+    for entities, what, described in (
             ({**native, "atlas": "CIT168"}, "brainiron's atlas labels", lookup),
             ({**native, "desc": "tissue"}, "the phantom's tissues (the atlas labels, then "
              "CSF / GM / WM)", tissues)):
         write_json({**sidecars.image_sidecar(
             f"true labels of {what} on the subject's native grid (the template's labels "
             "carried by the subject's true deformation)", [], spatial_reference=grid,
-            Manual=False), **columns}, truth_path(root, key, entities, "dseg", ".json"))
+            Manual=False), **described}, truth_path(root, key, entities, "dseg", ".json"))
     write_json(tables.table_descriptions("phantom_truth", columns),
                truth_path(root, key, ext=".json"))
 
