@@ -231,7 +231,7 @@ def test_describe():
     assert "χ-contrast" not in text and "χ template" not in text and "rigid" not in text
     default = reg.describe(reg.RegistrationSettings(), ["T1w", "MEGRE"], chi_template=True)
     assert "first registered rigidly (ANTs, Mattes mutual information)" in default
-    assert "refined on the nuclei by a local SyN" in default
+    assert "aligned again on the nuclei by a local SyN" in default
     chi = reg.describe(settings, ["Chimap"], chi_template=True)
     assert "metric CC)" in chi and "χ-contrast version of the template" in chi
     assert "metric mattes)" in reg.describe(settings, ["Chimap"], chi_template=False)

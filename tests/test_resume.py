@@ -116,7 +116,7 @@ def test_same_inputs_same_outputs(dataset, reference):
     _run(dataset, second)
     a, b = _outputs(reference), _outputs(second)
     assert a.keys() == b.keys()
-    for name in ("group/regions.tsv", "group/regions_wide.tsv", "group/group_comparison.tsv",
+    for name in ("group/regions.tsv", "group/desc-wide_regions.tsv", "group/group_comparison.tsv",
                  *(f"{s}/anat/{s}_space-individual_atlas-CIT168_dseg.nii.gz" for s in SUBJECTS),
                  *(f"{s}/anat/{s}_desc-regions_stats.tsv" for s in SUBJECTS)):
         assert a[name] == b[name], name

@@ -152,7 +152,7 @@ def test_profile_resources_reach_sbatch(runs, cluster):
 
 def test_slurm_and_local_give_the_same_tables(runs):
     slurm_dir, local_dir = runs["slurm"][0], runs["local"][0]
-    for name in ("regions.tsv", "regions_wide.tsv"):
+    for name in ("regions.tsv", "desc-wide_regions.tsv"):
         a = slurm_dir / "brainiron" / "group" / name
         b = local_dir / "brainiron" / "group" / name
         if a.read_bytes() == b.read_bytes():

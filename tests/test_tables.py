@@ -236,16 +236,48 @@ def test_check_summary():
         tables.check_summary(failed, "f.tsv")
 
 
-def test_dataset_description():
+def test_dataset_description(tmp_path):
     config = {"bids_dir": "", "output_dir": Path("out"), "maps": ("Chimap",)}
-    desc = tables.dataset_description(config)
+    desc = tables.dataset_description(config, tmp_path / "out" / "brainiron")
     assert desc["DatasetType"] == "derivative"
     assert desc["GeneratedBy"][0]["Configuration"] == {"bids_dir": "", "output_dir": "out",
                                                        "maps": ["Chimap"]}
-    assert desc["SourceDatasets"] == [{"URL": "phantom"}]
-    assert tables.dataset_description({"bids_dir": "/data/bids/"})["SourceDatasets"] == [
-        {"URL": "/data/bids"}]
+    # the source is a BIDS URI; DatasetLinks says where (the phantom beside the derivatives)
+    assert desc["SourceDatasets"] == [{"URL": "bids:raw:"}]
+    assert desc["DatasetLinks"] == {"raw": "../phantom"}
+    assert "License" not in desc and "Authors" not in desc  # no source description there
     json.dumps(desc)
+
+
+def test_dataset_description_names_no_absolute_path(tmp_path):
+    """Absolute paths of the configuration become relative to the derivatives folder; the
+    source dataset's License, Authors and DatasetDOI are carried over."""
+    raw, out = tmp_path / "data" / "ds", tmp_path / "runs" / "out"
+    raw.mkdir(parents=True)
+    (raw / "dataset_description.json").write_text(json.dumps({
+        "Name": "ds", "BIDSVersion": "1.10.0", "License": "CC0", "Authors": ["A", "B"],
+        "DatasetDOI": "doi:10.1/x"}))
+    config = {"bids_dir": str(raw), "output_dir": str(out), "nested": {"f": [str(raw / "a")]}}
+    desc = tables.dataset_description(config, out / "brainiron")
+    assert desc["GeneratedBy"][0]["Configuration"] == {
+        "bids_dir": "../../../data/ds", "output_dir": "..",
+        "nested": {"f": ["../../../data/ds/a"]}}
+    assert str(tmp_path) not in json.dumps(desc)
+    assert desc["SourceDatasets"] == [{"URL": "bids:raw:", "DOI": "doi:10.1/x"}]
+    assert desc["DatasetLinks"] == {"raw": "../../../data/ds"}
+    assert (desc["License"], desc["Authors"]) == ("CC0", ["A", "B"])
+
+
+def test_sidecars_describe_exactly_the_columns():
+    cols = ["participant_id", "session_id", "map", "mean", "handedness"]
+    with pytest.raises(KeyError, match="handedness"):
+        tables.column_descriptions(cols)
+    out = tables.column_descriptions(cols, {"handedness": {"Description": "h"}})
+    assert list(out) == cols and out["handedness"] == {"Description": "h"}
+    assert list(tables.table_descriptions("failed", tables.FAILED_COLUMNS)) == \
+        list(tables.FAILED_COLUMNS)
+    assert list(tables.table_descriptions("ignored", tables.IGNORED_COLUMNS)) == \
+        list(tables.IGNORED_COLUMNS)
 
 
 def test_group_tables_have_no_empty_cells_and_read_back(tmp_path):

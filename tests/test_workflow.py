@@ -103,7 +103,7 @@ def test_group_tables(run_dir):
     sidecar = json.loads((group / "regions.json").read_text())
     missing = [c for c in long.columns if c not in sidecar and c not in ("age", "sex", "group")]
     assert not missing, f"columns without a description: {missing}"
-    wide = _tsv(group / "regions_wide.tsv")
+    wide = _tsv(group / "desc-wide_regions.tsv")
     assert len(wide) == 3 and "Chimap_SN_L_mean_ppm" in wide.columns
     assert "R2starmap_Pu_R_mean_per_s" in wide.columns
     row = long.query("participant_id == 'sub-02' and map == 'Chimap' and region == 'SN' "

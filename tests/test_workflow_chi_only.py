@@ -115,7 +115,7 @@ def test_refinement_keeps_or_improves_the_nuclei(run_dir):
                 assert _dice(ref, truth, ids) >= _dice(est, truth, ids) - 0.02, \
                     (sub, region, hemi)
     assert changed > 0
-    wide = _tsv(run_dir / "brainiron/group/regions_wide.tsv")
+    wide = _tsv(run_dir / "brainiron/group/desc-wide_regions.tsv")
     assert "Chimap_SN_L_refined_mean_ppm" in wide and "Chimap_SN_L_mean_ppm" in wide
     comparison = _tsv(run_dir / "brainiron/group/group_comparison.tsv")
     if not comparison.empty:

@@ -31,6 +31,7 @@ from pathlib import Path
 __all__ = [
     "ATLAS",
     "TEMPLATE",
+    "deriv_of",
     "folder_of",
     "group_path",
     "log_path",
@@ -62,6 +63,16 @@ def names() -> dict[str, tuple[str, ...]]:
 def folder_of(key: str) -> str:
     """``sub-01`` → ``sub-01``; ``sub-01_ses-2`` → ``sub-01/ses-2``."""
     return key.replace("_ses-", "/ses-", 1)
+
+
+def deriv_of(path: str | os.PathLike, key: str) -> Path:
+    """The derivatives folder of subject output ``path`` of ``key`` (its folder less
+    ``sub-<label>[/ses-<label>]/anat``)."""
+    tail = (*folder_of(key).split("/"), "anat")
+    parent = Path(path).parent
+    if parent.parts[-len(tail):] != tail:
+        raise ValueError(f"{path}: not a subject output of {key}")
+    return Path(*parent.parts[:-len(tail)])
 
 
 def split_key(key: str) -> tuple[str, str]:

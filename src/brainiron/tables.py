@@ -1,7 +1,7 @@
 """The group tables: the long and wide regional tables, their column descriptions, the
 failed and ignored lists, the group comparison table and ``dataset_description.json``.
 
-The column descriptions (the BIDS sidecars ``regions.json``, ``regions_wide.json`` and
+The column descriptions (the BIDS sidecars ``regions.json``, ``desc-wide_regions.json`` and
 ``group_comparison.json``) are package data, ``data/columns.json``; only what is known at
 run time is added here: the atlas reference files with their sha256, and the citations
 (``{cite:<key>}`` in the JSON) from ``data/references.tsv`` (:mod:`brainiron.references`).
@@ -10,7 +10,7 @@ The long table (``group/regions.tsv``) has one row per subject × session × map
 hemisphere (× segmentation): the subjects' ``desc-regions_stats.tsv`` one below the other,
 the columns of ``participants.tsv`` (age, sex, group, ...) merged in, then iron
 (:func:`brainiron.iron.add_iron`) and its age norm (:func:`brainiron.iron.add_norms`). The
-wide table (``group/regions_wide.tsv``) has one row per subject × session and one column per
+wide table (``group/desc-wide_regions.tsv``) has one row per subject × session and one column per
 map × region × hemisphere mean (and iron, iron z-score).
 
 Examples
@@ -52,6 +52,8 @@ __all__ = [
     "failed_table",
     "group_table",
     "ignored_table",
+    "participant_descriptions",
+    "table_descriptions",
     "wide_descriptions",
     "wide_table",
 ]
@@ -98,22 +100,65 @@ def _section(name: str) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
-def column_descriptions() -> dict:
+def column_descriptions(columns: Sequence[str] | None = None,
+                        extra: Mapping[str, Mapping] | None = None) -> dict:
     """Sidecar of the regional tables (``group/regions.tsv``, ``desc-regions_stats.tsv``).
+
+    Parameters
+    ----------
+    columns : sequence of str, optional
+        The table's header: the sidecar then describes exactly these columns, in order
+        (default: every column the long table can have).
+    extra : mapping, optional
+        Descriptions of further columns (those merged in from ``participants.tsv``,
+        :func:`participant_descriptions`).
 
     Returns
     -------
     dict
-        Column name → ``{"Description": ..., "Units": ..., "Levels": ...}`` for every column
-        of the long table (:func:`group_table`); the ``atlas`` column also lists the atlas
-        reference files (``Files``: name, package, sha256) from
-        :func:`brainiron.atlas.reference_files`.
+        Column name → ``{"Description": ..., "Units": ..., "Levels": ...}`` (:func:`group_table`
+        columns); the ``atlas`` column also lists the atlas reference files (``Files``: name,
+        package, sha256) from :func:`brainiron.atlas.reference_files`.
+
+    Raises
+    ------
+    KeyError
+        When a column of ``columns`` has no description.
     """
     from . import atlas
+    from .sidecars import describe_columns
 
     out = _section("regions")
     files = atlas.reference_files()
     out["atlas"]["Files"] = files[["name", "package", "sha256"]].to_dict("records")
+    return out if columns is None else describe_columns(columns, out, extra)
+
+
+def table_descriptions(name: str, columns: Sequence[str] | None = None) -> dict:
+    """Sidecar of a small table: ``dseg`` (the label lookup ``_dseg.tsv``), ``failed``,
+    ``ignored`` or ``refinement_qc``; only ``columns`` (in order) when given."""
+    from .sidecars import describe_columns
+
+    spec = _section(name)
+    return spec if columns is None else describe_columns(columns, spec)
+
+
+def participant_descriptions(participants: str | os.PathLike | None,
+                             columns: Iterable[str]) -> dict:
+    """Descriptions of ``columns`` merged in from ``participants.tsv``: from the dataset's
+    ``participants.json`` where it describes them, else ``"from participants.tsv"``."""
+    described = {}
+    if participants:
+        sidecar = Path(participants).with_suffix(".json")
+        try:
+            described = json.loads(sidecar.read_text("utf-8"))
+        except (OSError, ValueError):
+            described = {}
+    out = {}
+    for col in columns:
+        entry = described.get(col)
+        out[col] = dict(entry) if isinstance(entry, dict) else {
+            "Description": "from participants.tsv"}
     return out
 
 
@@ -353,22 +398,41 @@ def check_summary(failed: pd.DataFrame, where: str | os.PathLike) -> dict:
     return {"failed": 0, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
-def dataset_description(config: Mapping) -> dict:
+def dataset_description(config: Mapping, deriv: str | os.PathLike = ".",
+                        source: str | os.PathLike | None = None) -> dict:
     """``dataset_description.json`` of the derivatives (BIDS 1.10).
 
     Parameters
     ----------
     config : mapping
         The run's whole configuration, recorded as ``GeneratedBy[0].Configuration`` (values
-        JSON cannot hold become strings); ``bids_dir`` (empty: the phantom) is the source
-        dataset.
+        JSON cannot hold become strings; absolute paths become relative to ``deriv``).
+    deriv : path
+        The derivatives folder the description is written in.
+    source : path, optional
+        The source dataset (default ``config["bids_dir"]``, or the phantom beside the
+        derivatives when that is empty): ``SourceDatasets`` is its BIDS URI ``bids:raw:``
+        (and its ``DatasetDOI``), ``DatasetLinks`` maps ``raw`` to it (relative to
+        ``deriv``); its ``License`` and ``Authors`` are carried over.
     """
-    return {
+    from . import sidecars
+
+    if source is None:
+        source = config.get("bids_dir") or Path(deriv).parent / "phantom"
+    raw = sidecars.raw_description(source)
+    origin = {"URL": f"bids:{sidecars.RAW}:"}
+    if raw.get("DatasetDOI"):
+        origin["DOI"] = raw["DatasetDOI"]
+    configuration = json.loads(json.dumps(config, default=str))
+    out = {
         "Name": "brainiron regional iron",
         "BIDSVersion": "1.10.0",
         "DatasetType": "derivative",
         "GeneratedBy": [{"Name": "brainiron", "Version": __version__,
                          "CodeURL": "https://github.com/brainiron/brainiron",
-                         "Configuration": json.loads(json.dumps(config, default=str))}],
-        "SourceDatasets": [{"URL": Path(str(config.get("bids_dir") or "phantom")).as_posix()}],
+                         "Configuration": sidecars.relative_paths(configuration, deriv)}],
+        "SourceDatasets": [origin],
+        "DatasetLinks": sidecars.dataset_links(source, deriv),
     }
+    out.update({k: raw[k] for k in ("License", "Authors") if raw.get(k)})
+    return out

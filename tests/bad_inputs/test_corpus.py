@@ -187,7 +187,7 @@ def test_one_bad_subject_among_many_gives_the_others_rows_and_a_list(cli):
     group = cli.out / "brainiron" / "group"
     regions = pd.read_csv(group / "regions.tsv", sep="\t")
     assert set(regions["participant_id"]) == {GOOD} and len(regions) == 48
-    wide = pd.read_csv(group / "regions_wide.tsv", sep="\t")
+    wide = pd.read_csv(group / "desc-wide_regions.tsv", sep="\t")
     assert list(wide["participant_id"]) == [GOOD]
     failed = pd.read_csv(group / "failed.tsv", sep="\t", dtype=str)
     assert sorted(failed["subject"]) == sorted(c.sub for c in SUBJECT_CASES)

@@ -35,7 +35,10 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
              "with_megre": False, "with_r2starmap": False},
             {"refinement.enabled": "true"}),
 }
-TABLES = ("regions.tsv", "regions_wide.tsv", "group_comparison.tsv")
+#: The group tables compared, by the fixture's file name → their brainiron.layout name (the
+#: wide table is group/desc-wide_regions.tsv since issue 16; the fixture keeps its old name).
+TABLES = {"regions.tsv": "regions", "regions_wide.tsv": "regions_wide",
+          "group_comparison.tsv": "group_comparison"}
 #: Label and mask images compared voxel for voxel (relative to a subject's anat folder).
 IMAGES = ("space-individual_atlas-CIT168_dseg.nii.gz",
           "space-individual_atlas-CIT168_desc-refined_dseg.nii.gz",
@@ -64,7 +67,9 @@ def collect(deriv: Path) -> tuple[dict[str, Path], dict[str, np.ndarray]]:
     """The group tables (name → path) and the label images (relative path → array)."""
     import nibabel as nib
 
-    tables = {n: deriv / "group" / n for n in TABLES}
+    from brainiron import layout
+
+    tables = {n: layout.group_path(deriv, name) for n, name in TABLES.items()}
     images = {}
     for anat in sorted(deriv.glob("sub-*/**/anat")):
         key = "_".join(anat.relative_to(deriv).parts[:-1])

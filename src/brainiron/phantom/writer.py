@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from .. import __version__, atlas, layout, norms
+from .. import __version__, atlas, layout, norms, sidecars, tables
 from ..io import build_name, save_nifti, write_json, write_tsv
 from .config import PhantomConfig
 from .geometry import make_geometry, sample, smooth_field
@@ -171,7 +171,82 @@ def _write_subject(root: Path, label: str, index: int, cfg: PhantomConfig,
     table = truth_table(lut, tissue_index, float(np.prod(cfg.voxel_size)))
     table.insert(0, "participant_id", key)
     write_tsv(table, truth_path(root, key))
+    grid = sorted(anat.glob("*.nii.gz"))[0]  # every raw image of a phantom subject shares its grid
+    _write_truth_sidecars(root, key, sidecars.bids_uri(grid, root), list(table.columns))
     return table
+
+
+def _write_truth_sidecars(root: Path, key: str, grid: str, columns: list[str]) -> None:
+    """The sidecars of one subject's truth: both label images (with their lookup's columns)
+    and the truth table."""
+    native = {"space": "individual"}
+    lookup = tables.table_descriptions("dseg")
+    tissues = {**lookup, "name": {**lookup["name"], "Description": "tissue: an atlas region "
+                                  "and hemisphere (<region>_<L|R>), or CSF, GM, WM"}}
+    for entities, what, described in (
+            ({**native, "atlas": "CIT168"}, "brainiron's atlas labels", lookup),
+            ({**native, "desc": "tissue"}, "the phantom's tissues (the atlas labels, then "
+             "CSF / GM / WM)", tissues)):
+        write_json({**sidecars.image_sidecar(
+            f"true labels of {what} on the subject's native grid (the template's labels "
+            "carried by the subject's true deformation)", [], spatial_reference=grid,
+            Manual=False), **described}, truth_path(root, key, entities, "dseg", ".json"))
+    write_json(tables.table_descriptions("phantom_truth", columns),
+               truth_path(root, key, ext=".json"))
+
+
+#: Licence of the phantom (synthetic images made from the reference images, whose terms the
+#: README lists).
+_LICENSE = "Synthetic data; made from reference images under their own terms (see README)"
+_AUTHORS = ["brainiron developers"]
+_TRUTH_IGNORE = (
+    ("/truth.*", "the truth of every subject in one table: BIDS has no group-level names"),
+    ("*_regions.*", "per-subject truth tables: BIDS has no suffix for region tables"),
+    ("*_xfm.*", "the true transform (affine and displacement field): BIDS has no transform "
+                "suffix; named as fMRIPrep and TemplateFlow do"),
+)
+
+
+def _readme(cfg: PhantomConfig) -> str:
+    files = atlas.reference_files()
+    terms = "\n".join(f"- {r.name} ({r.package}): {r.licence}; {r.citation}"
+                       for r in files.itertuples())
+    return f"""# brainiron phantom
+
+Synthetic BIDS dataset written by brainiron {__version__} (brainiron.generate_phantom):
+{cfg.n_subjects} subject(s) whose images (Chimap, R2starmap, MEGRE magnitude echoes, T1w, as
+configured in dataset_description.json's brainironPhantom) follow from known regional iron
+through named calibrations, on subject-specific native grids (a random affine and a smooth
+displacement of the MNI152NLin2009cAsym template). The ground truth (native labels, truth
+tables, the true transform) is in derivatives/phantom-truth.
+
+Made from these reference images (their licences and citations):
+
+{terms}
+"""
+
+
+def _write_dataset_files(root: Path, cfg: PhantomConfig, settings: dict) -> None:
+    """``dataset_description.json`` and ``README.md`` of the phantom and of its truth, the
+    truth's ``.bidsignore`` and atlas description."""
+    readme = _readme(cfg)
+    generated = [{"Name": "brainiron phantom", "Version": __version__}]
+    write_json({"Name": "brainiron phantom", "BIDSVersion": "1.10.0", "DatasetType": "raw",
+                "License": _LICENSE, "Authors": _AUTHORS, "GeneratedBy": generated,
+                "SourceDatasets": sidecars.reference_datasets(),
+                "brainironPhantom": settings}, root / "dataset_description.json")
+    (root / "README.md").write_text(readme, encoding="utf-8")
+    truth_root = truth_dir(root)
+    write_json({"Name": "brainiron phantom ground truth", "BIDSVersion": "1.10.0",
+                "DatasetType": "derivative", "License": _LICENSE, "Authors": _AUTHORS,
+                "GeneratedBy": generated,
+                "SourceDatasets": [{"URL": f"bids:{sidecars.RAW}:"}],
+                "DatasetLinks": sidecars.dataset_links(root, truth_root)},
+               truth_root / "dataset_description.json")
+    (truth_root / "README.md").write_text(readme, encoding="utf-8")
+    (truth_root / ".bidsignore").write_text(sidecars.bidsignore_text(_TRUTH_IGNORE),
+                                            encoding="utf-8")
+    write_json(sidecars.atlas_description(), truth_root / "atlas-CIT168_description.json")
 
 
 def generate_phantom(out_dir: str | Path, config: PhantomConfig | None = None,
@@ -210,7 +285,7 @@ def generate_phantom(out_dir: str | Path, config: PhantomConfig | None = None,
         from .realistic import write_subject as write
     try:
         people = []
-        tables = []
+        rows = []
         for i, label in enumerate(cfg.subject_labels):
             demo_rng = np.random.default_rng([cfg.seed, i, 1])
             demo = {"participant_id": f"sub-{label}",
@@ -218,7 +293,7 @@ def generate_phantom(out_dir: str | Path, config: PhantomConfig | None = None,
                     "sex": str(demo_rng.choice(["F", "M"])),
                     "group": "control" if i % 2 == 0 else "rls"}
             people.append(demo)
-            tables.append(write(tmp, label, i, cfg, demo))
+            rows.append(write(tmp, label, i, cfg, demo))
         participants = pd.DataFrame(people)
         write_tsv(participants, tmp / "participants.tsv")
         write_json({
@@ -227,17 +302,12 @@ def generate_phantom(out_dir: str | Path, config: PhantomConfig | None = None,
             "group": {"Description": "diagnostic group",
                       "Levels": {"control": "healthy control", "rls": "restless legs syndrome"}},
         }, tmp / "participants.json")
-        settings = cfg.description()
-        write_json({"Name": "brainiron phantom", "BIDSVersion": "1.10.0", "DatasetType": "raw",
-                    "GeneratedBy": [{"Name": "brainiron phantom", "Version": __version__}],
-                    "brainironPhantom": settings}, tmp / "dataset_description.json")
+        _write_dataset_files(tmp, cfg, cfg.description())
         truth_root = truth_dir(tmp)
-        write_json({"Name": "brainiron phantom ground truth", "BIDSVersion": "1.10.0",
-                    "DatasetType": "derivative",
-                    "GeneratedBy": [{"Name": "brainiron phantom", "Version": __version__}]},
-                   truth_root / "dataset_description.json")
-        truth = pd.concat(tables, ignore_index=True).merge(participants, on="participant_id")
+        truth = pd.concat(rows, ignore_index=True).merge(participants, on="participant_id")
         write_tsv(truth, truth_root / "truth.tsv")
+        write_json(tables.table_descriptions("phantom_truth", list(truth.columns)),
+                   truth_root / "truth.json")
         if out_dir.exists():
             out_dir.rmdir()
         tmp.rename(out_dir)

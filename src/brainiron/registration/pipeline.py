@@ -417,7 +417,7 @@ def describe(settings: RegistrationSettings, kinds: Sequence[str], chi_template:
     if settings.chi_local_stage and set(kinds) - {"Chimap"}:
         text += (
             " Subjects registered through a T1w or magnitude image that had a χ map were "
-            "refined on the nuclei by a local SyN (cross-correlation) of brainiron's "
+            "aligned again on the nuclei by a local SyN (cross-correlation) of brainiron's "
             "χ-contrast template onto their χ map.")
     if chi_template:
         text += (

@@ -49,7 +49,7 @@ RECORDED_SETTINGS = (
     "transform", "aff_metric", "syn_metric", "syn_sampling", "reg_iterations", "resolution_mm",
     "local_refinement", "local_iterations", "local_iterations_coarse", "local_margin_mm",
     "chi_local_iterations", "chi_local_margin_mm", "random_seed", "multicontrast_syn_metric",
-    "multicontrast_syn_sampling", "chi_local_stage", "t1w_grid", "coregistration_transform",
+    "multicontrast_syn_sampling", "chi_local_stage", "coregistration_transform",
 )
 
 

@@ -192,8 +192,8 @@ def r2star_sidecar(fit: R2starFit, field_strength: float, sources: Sequence) -> 
         The fit (its method and echo times in s are recorded).
     field_strength : float
         B0 in tesla (``MagneticFieldStrength``).
-    sources : sequence of path
-        The MEGRE magnitude images fitted, in echo order.
+    sources : sequence of str or path
+        The MEGRE magnitude images fitted, in echo order (BIDS URIs, ``bids:raw:...``).
 
     Returns
     -------

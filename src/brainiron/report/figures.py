@@ -8,6 +8,7 @@ measured regional values against its ground truth.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +84,7 @@ def group_figures(regions: pd.DataFrame, out_dir, *, statistic: str = "mean",
         units = str(sub["units"].iloc[0]) if "units" in sub else ""
         fig = _box_figure(sub, groups, statistic, map_name, units)
         out[f"{map_name}_{statistic}"] = save_figure(
-            fig, out_dir / f"group_map-{map_name}_{statistic}.png", dpi)
+            fig, out_dir / _figure_name(map_name, statistic), dpi)
         if {"iron_mg_per_kg", "age"} <= set(sub.columns):
             iron = sub[sub["iron_mg_per_kg"].notna() & pd.to_numeric(sub["age"],
                                                                       errors="coerce").notna()]
@@ -91,8 +92,14 @@ def group_figures(regions: pd.DataFrame, out_dir, *, statistic: str = "mean",
                 fig = _iron_age_figure(iron, groups, map_name)
                 if fig is not None:
                     out[f"{map_name}_iron_age"] = save_figure(
-                        fig, out_dir / f"group_map-{map_name}_iron_age.png", dpi)
+                        fig, out_dir / _figure_name(map_name, "iron_age"), dpi)
     return out
+
+
+def _figure_name(map_name: str, what: str) -> str:
+    """``group_desc-<map>_<what>.png`` (``what`` without separators): BIDS tools read the map
+    as the ``desc`` entity and the figure kind as the suffix."""
+    return f"group_desc-{map_name}_{re.sub(r'[^A-Za-z0-9]', '', what)}.png"
 
 
 def _panel_grid(n: int, ncols: int = 4, size=(3.1, 2.6)) -> tuple[Figure, list]:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..io import read_tsv, write_json, write_tsv
 from ..settings import ComparisonSettings
+from ..sidecars import describe_columns
 from ..tables import comparison_descriptions, comparison_table
 
 
@@ -14,6 +15,7 @@ def main(smk) -> None:
     # Every subject failed: the long table is empty, and so is the comparison.
     long = read_tsv(regions, dtype={"session_id": str}) if regions.read_text().strip() \
         else None
-    write_tsv(comparison_table(long, ComparisonSettings.from_config(smk.params.settings)),
-              smk.output.tsv)
-    write_json(comparison_descriptions(), smk.output.json)
+    table = comparison_table(long, ComparisonSettings.from_config(smk.params.settings))
+    write_tsv(table, smk.output.tsv)
+    write_json(describe_columns(list(table.columns), comparison_descriptions()),
+               smk.output.json)

@@ -61,4 +61,4 @@ def main(smk) -> None:
     table = subject_table(rows, participant_id, session_id, read_json(inp.qc),
                           np.nan if b0 is None else float(b0))
     write_tsv(table, smk.output.tsv)
-    write_json(column_descriptions(), smk.output.json)
+    write_json(column_descriptions(list(table.columns)), smk.output.json)

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import layout
 from ..bids import read_contrast
 from ..errors import InputError
 from ..io import load_nifti, read_json, save_nifti, write_json, write_tsv
 from ..settings import RegistrationSettings
+from ..sidecars import registration_sidecars
 
 
 def main(smk) -> None:
@@ -61,12 +63,19 @@ def main(smk) -> None:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
+    deriv = layout.deriv_of(out.qc, smk.wildcards.key)
+    sidecars = registration_sidecars(validated["subject"], image_path, kind,
+                                     smk.params.bids_dir, deriv)
     save_nifti(native.labels, out.dseg, affine, dtype=np.int16, intent="label")
     write_tsv(native.lookup, out.dseg_tsv)
+    write_json(sidecars["dseg_json"], out.dseg_json)
     save_nifti(native.probabilities, out.probseg, native.box_affine, dtype=np.uint8,
                header=reg.probseg_header())
-    write_json(reg.probseg_sidecar(native), out.probseg_json)
+    write_json({**reg.probseg_sidecar(native), **sidecars["probseg"]}, out.probseg_json)
     save_nifti(native.brain_mask, out.brain_mask, affine, dtype=np.uint8)
+    write_json(sidecars["brain_mask_json"], out.brain_mask_json)
+    write_json(sidecars["xfm_forward_json"], out.xfm_forward_json)
+    write_json(sidecars["xfm_inverse_json"], out.xfm_inverse_json)
     record = reg.qc_record(result, native, kind=kind, image_path=image_path,
                            threads=smk.threads, timing=timing)
     if coreg_qc is not None:

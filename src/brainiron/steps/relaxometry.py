@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import layout
 from ..io import load_nifti, read_json, save_nifti, write_json
 from ..masks import foreground_mask
 from ..relaxometry import fit_r2star, r2star_sidecar
 from ..settings import RelaxometrySettings
+from ..sidecars import relaxometry_sidecars, source_uri
 
 
 def main(smk) -> None:
@@ -26,5 +28,9 @@ def main(smk) -> None:
     del echoes
     for name in ("r2star", "t2star", "s0", "goodness"):
         save_nifti(getattr(fit, name), getattr(smk.output, name), affine, dtype=np.float32)
-    write_json(r2star_sidecar(fit, validated["field_strength_T"], echo_paths),
-               smk.output.r2star_json)
+    deriv = layout.deriv_of(smk.output.r2star, smk.wildcards.key)
+    echoes = [source_uri(p, smk.params.bids_dir, deriv) for p in echo_paths]
+    r2star = r2star_sidecar(fit, validated["field_strength_T"], echoes)
+    sidecars = relaxometry_sidecars(r2star)
+    for name in ("r2star_json", "t2star_json", "s0_json", "goodness_json"):
+        write_json(sidecars[name], getattr(smk.output, name))

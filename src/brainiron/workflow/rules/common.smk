@@ -141,8 +141,9 @@ def final_outputs(wildcards):
     does not rebuild missing intermediate files whose consumers are up to date).
     """
     names = ["regions", "regions_json", "regions_wide", "regions_wide_json", "failed",
-             "ignored", "group_comparison", "group_comparison_json", "dataset_description",
-             "report", "check"]
+             "failed_json", "ignored", "ignored_json", "group_comparison",
+             "group_comparison_json", "dataset_description", "readme", "bidsignore",
+             "atlas_description", "report", "check"]
     return [group_out(n) for n in names] + subject_outputs("regions_stats")(wildcards)
 
 

@@ -26,7 +26,6 @@ rule coregister:
         "../scripts/coregister.py"
 
 
-
 rule register:
     input:
         validated=out("validated_inputs"),
@@ -37,13 +36,19 @@ rule register:
     output:
         xfm_forward=out("xfm_forward"),
         xfm_inverse=out("xfm_inverse"),
+        xfm_forward_json=out("xfm_forward_json"),
+        xfm_inverse_json=out("xfm_inverse_json"),
         dseg=out("dseg"),
         dseg_tsv=out("dseg_tsv"),
+        dseg_json=out("dseg_json"),
         probseg=out("probseg"),
         probseg_json=out("probseg_json"),
         brain_mask=out("brain_mask"),
+        brain_mask_json=out("brain_mask_json"),
         qc=out("registration_qc"),
     params:
+        # the source dataset, for the sidecars' BIDS URIs (bids:raw:)
+        bids_dir=BIDS_DIR,
         registration_kind=lambda w: plan(w).registration_kind,
         contrast_kind=lambda w: plan(w).contrast_kind,
         # t1w_grid is read by discovery only.

@@ -9,9 +9,14 @@ rule relaxometry:
         r2star=out("r2star"),
         r2star_json=out("r2star_json"),
         t2star=out("t2star"),
+        t2star_json=out("t2star_json"),
         s0=out("s0"),
+        s0_json=out("s0_json"),
         goodness=out("r2star_goodness"),
+        goodness_json=out("r2star_goodness_json"),
     params:
+        # the source dataset, for the sidecars' BIDS URIs (bids:raw:)
+        bids_dir=BIDS_DIR,
         settings=stage_settings("relaxometry"),
     threads: config["threads"]
     conda:

@@ -14,6 +14,7 @@ rule group:
         wide=group_out("regions_wide"),
         wide_json=group_out("regions_wide_json"),
         failed=group_out("failed"),
+        failed_json=group_out("failed_json"),
     params:
         iron=config["iron"],
         field_strength=config["field_strength"],
@@ -35,7 +36,8 @@ rule ignored:
     # subject's folder re-makes only this list (and the report), not the group tables.
     localrule: True
     output:
-        group_out("ignored"),
+        tsv=group_out("ignored"),
+        json=group_out("ignored_json"),
     params:
         ignored=ignored_files,
     conda:
@@ -51,13 +53,23 @@ rule ignored:
 
 
 rule description:
-    # A 3 kB JSON: written where Snakemake runs, never a cluster job.
+    # Small text files, written where Snakemake runs, never a cluster job: the derivatives'
+    # dataset_description.json (the run's configuration; the source dataset's License and
+    # Authors), README.md, .bidsignore and the atlas description.
     localrule: True
+    input:
+        # the source dataset's description (the same name at every BIDS dataset's root)
+        source=lambda w: [str(p) for p in [layout.group_path(BIDS_DIR, "dataset_description")]
+                          if dataset() and p.is_file()],
     output:
-        group_out("dataset_description"),
+        description=group_out("dataset_description"),
+        readme=group_out("readme"),
+        bidsignore=group_out("bidsignore"),
+        atlas=group_out("atlas_description"),
     params:
         # dataset_description.json records the run's whole configuration.
         configuration=config,
+        bids_dir=BIDS_DIR,
     conda:
         "../envs/brainiron.yaml"
     log:
