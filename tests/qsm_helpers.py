@@ -2,9 +2,9 @@
 
 The phantom is ours (ellipsoids with deep-grey nuclei, typical 3 T values of the field
 notes); the **signal** is made by the peer ``qsm-forward`` (GPL-3, test-only dependency, never
-imported by brainiron): dipole field of the whole head (with air sinuses as background
-sources), 2nd-order shim, phase offset, R2* decay, complex noise, wraps. Metrics come from the
-peer ``qsm-ci`` (MIT): NRMSE, HFEN, XSIM.
+imported by brainiron): dipole field of the whole head (with a skull and air sinuses as
+background sources), 2nd-order shim, phase offset, R2* decay, complex noise, wraps. Metrics
+come from the peer ``qsm-ci`` (MIT): NRMSE, HFEN, XSIM.
 """
 
 from __future__ import annotations
@@ -41,15 +41,20 @@ def _ellipsoid(grid, centre, axes):
 
 
 def head_phantom():
-    """χ (ppm, relative to water; air 9.4), brain mask, labels, M0, R2* on SHAPE at 1 mm."""
+    """χ (ppm, relative to water; bone −1.5, air 9.4), brain mask, labels, M0, R2* on SHAPE."""
     grid = np.meshgrid(*[np.arange(n, dtype=float) for n in SHAPE], indexing="ij")
     c = np.array(SHAPE, float) / 2 - 0.5
     head = _ellipsoid(grid, c, (30, 34, 28))
     brain = _ellipsoid(grid, c, (25, 30, 23))
     inner = _ellipsoid(grid, c, (22, 27, 20))
-    chi = np.where(head, 0.0, 9.4)  # air outside the head
-    for off in ((0, 33, -14), (0, 31, -19)):  # frontal air sinuses, outside the brain
-        chi[_ellipsoid(grid, c + np.array(off), (5, 2.5, 2.5)) & ~brain] = 9.4
+    # Background sources outside the brain: a skull shell (bone, -1.5 ppm relative to water)
+    # and two air sinuses (+9.4 ppm). The field of view around the head is water-like (0): an
+    # air/tissue boundary enclosing the brain at 1 mm makes the peer's sampled k-space kernel
+    # ring by ~3 % of 9.4 ppm inside the brain (a discretisation artefact, not physics).
+    scalp = _ellipsoid(grid, c, (27, 32, 25))
+    chi = np.where(head & ~scalp, -1.5, 0.0)
+    for off in ((0, 26, -16), (0, 22, -20)):  # frontal air sinuses, outside the brain
+        chi[_ellipsoid(grid, c + np.array(off), (6, 3, 3)) & ~brain] = 9.4
     labels = np.zeros(SHAPE, np.int16)
     labels[brain] = GM
     labels[inner] = WM

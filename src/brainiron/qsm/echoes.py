@@ -31,6 +31,7 @@ import numpy as np
 from scipy import ndimage
 
 from . import unwrap as _unwrap
+from .scaling import wrap
 
 __all__ = ["fit_field", "remove_phase_offset", "unwrap_echoes"]
 
@@ -71,22 +72,20 @@ def remove_phase_offset(magnitude: np.ndarray, phase: np.ndarray, echo_times,
         The removed φ₀ (rad, wrapped).
     """
     te = np.asarray(echo_times, dtype=float)
-    z1 = magnitude[..., 0] * np.exp(1j * phase[..., 0])
-    z2 = magnitude[..., 1] * np.exp(1j * phase[..., 1])
-    dphi = np.angle(z2 * np.conj(z1)).astype(np.float32)
+    dphi = wrap(phase[..., 1] - phase[..., 0])
     if unwrapper == "laplacian":
         dphi_u = _unwrap.unwrap_laplacian(dphi, voxel_size)
     else:
         dphi_u = _unwrap.unwrap_exact(dphi, mask)
     dphi_u = _recentre(dphi_u, mask)
     omega = dphi_u / np.float32(te[1] - te[0])
-    offset_c = z1 * np.exp(-1j * omega * te[0]) / np.maximum(np.abs(z1), 1e-30)
-    offset_c = offset_c * magnitude[..., 0]
+    raw = phase[..., 0] - omega * np.float32(te[0])
+    m1 = np.asarray(magnitude[..., 0], np.float32)
     sigma = np.asarray(smoothing_mm, dtype=float) / np.asarray(voxel_size, dtype=float)
-    smooth = (ndimage.gaussian_filter(offset_c.real.astype(np.float32), sigma)
-              + 1j * ndimage.gaussian_filter(offset_c.imag.astype(np.float32), sigma))
-    offset = np.angle(smooth).astype(np.float32)
-    corrected = np.angle(np.exp(1j * (phase - offset[..., None]))).astype(np.float32)
+    re = ndimage.gaussian_filter(m1 * np.cos(raw), sigma)
+    im = ndimage.gaussian_filter(m1 * np.sin(raw), sigma)
+    offset = np.arctan2(im, re).astype(np.float32)
+    corrected = wrap(phase - offset[..., None])
     return corrected, offset
 
 

@@ -39,9 +39,12 @@ def wrap(phase: np.ndarray) -> np.ndarray:
     Returns
     -------
     ndarray
-        ``phase`` wrapped to (−π, π] (rad), same dtype as a float input.
+        ``phase`` wrapped to (−π, π] (rad), float32 unless the input is float64.
     """
-    return np.angle(np.exp(1j * np.asarray(phase))).astype(np.result_type(phase, np.float32))
+    x = np.asarray(phase)
+    x = x if x.dtype == np.float64 else x.astype(np.float32, copy=False)
+    two_pi = x.dtype.type(2 * np.pi)
+    return x.dtype.type(np.pi) - np.remainder(x.dtype.type(np.pi) - x, two_pi)
 
 
 def _fills_range(values: np.ndarray, lo: float, hi: float) -> bool:
@@ -109,7 +112,10 @@ def phase_to_radians(phase: np.ndarray, name: str = "phase") -> tuple[np.ndarray
         raise InputError(name, f"phase range [{lo:.6g}, {hi:.6g}] is not radians ([-pi, pi]), "
                                "vendor integers ([-4096, 4095] or [0, 4095]) or a linear scaling "
                                "that fills its range; rescale the phase to radians")
-    radians = wrap(x.astype(np.float64) * scale + offset).astype(np.float32)
+    if kind == "radians":
+        radians = np.clip(x.astype(np.float32), -np.pi, np.pi)
+    else:
+        radians = wrap(x.astype(np.float64) * scale + offset).astype(np.float32)
     record = {"detected": kind, "input_range": [lo, hi], "scale": float(scale),
               "offset": float(offset),
               "formula": "radians = wrap(scale * stored + offset) to (-pi, pi]"}
