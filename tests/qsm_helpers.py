@@ -14,6 +14,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from scipy import ndimage
 
 SHAPE = (64, 72, 60)
 TES = 0.004 + 0.006 * np.arange(6)  # 4, 10, ..., 34 ms
@@ -29,7 +30,7 @@ NUCLEI = {
     5: ("SN", 0.15, 31, 0.80, (6, -6, -10), (2.5, 4.0, 2.0)),
     6: ("RN", 0.13, 31, 0.80, (3, -10, -8), (2.5, 2.5, 2.5)),
     7: ("STN", 0.12, 31, 0.80, (8, -3, -6), (2.0, 3.0, 2.0)),
-    8: ("DN", 0.10, 28, 0.80, (12, -17, -8), (3.0, 4.0, 3.0)),
+    8: ("DN", 0.10, 28, 0.80, (10, -14, -6), (2.5, 3.5, 2.5)),
 }
 WM, GM, CSF = 20, 21, 22
 
@@ -130,8 +131,11 @@ def metrics(chi, truth, mask, labels):
     rec = np.where(m, chi - chi[m].mean(), 0.0)
     tru = np.where(m, truth - truth[m].mean(), 0.0)
     nrmse, nrmse_dt = qsm_eval.nrmse_challenge(rec, tru, m)
+    core = ndimage.binary_erosion(m, iterations=4)  # without the 4 mm next to the mask's edge
     out = {"nrmse": nrmse, "nrmse_detrend": nrmse_dt, "hfen": qsm_eval.hfen(rec, tru, m),
-           "xsim": qsm_eval.xsim(rec, tru, m), "regions_ppb": {}, "region_voxels": {}}
+           "xsim": qsm_eval.xsim(rec, tru, m),
+           "nrmse_core": qsm_eval.nrmse_challenge(rec, tru, core)[0],
+           "regions_ppb": {}, "region_voxels": {}}
     for lab, (name, *_rest) in NUCLEI.items():
         sel = m & (labels == lab)
         if sel.sum() == 0:

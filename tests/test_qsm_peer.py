@@ -33,17 +33,15 @@ def test_peer_sidecars_feed_the_reconstruction(peer50):
 
 
 def test_default_chain_regional_chi_against_peer_truth(peer50):
-    """V-SHARP + TV-ADMM, whole-brain reference, SNR 50 (measured: Ca −1.8, Pu −1.5,
-    GP −10.3, Th 2.8, SN 2.8, RN 4.5, STN −10.0, DN −21.0 ppb; NRMSE 42 %, XSIM 0.37)."""
+    """V-SHARP + TV-ADMM, whole-brain reference, SNR 50 (measured: Ca +1.5, Pu +1.1,
+    GP −6.1, Th +5.5, SN +3.2, RN +5.5, STN −3.6, DN +4.1 ppb; NRMSE 43 %, XSIM 0.45)."""
     m, rec = _run(peer50)
     assert rec["phase_scaling"]["detected"] == "radians"
-    errors = m["regions_ppb"]
-    for name in ("Ca", "Pu", "Th", "SN", "RN", "STN", "GP"):
-        assert m["region_voxels"][name] >= 100
-        assert abs(errors[name]) <= 13.0, (name, errors)
-    # the dentate sits 5 mm from the brain's edge, where V-SHARP's small radii lose field
-    assert abs(errors["DN"]) <= 30.0, errors
-    assert m["nrmse"] < 50 and m["xsim"] > 0.3 and m["hfen"] < 35, m
+    for name, err in m["regions_ppb"].items():
+        assert m["region_voxels"][name] >= 100, m["region_voxels"]
+        assert abs(err) <= 10.0, (name, m["regions_ppb"])  # the issue's target
+    assert m["nrmse"] < 50 and m["xsim"] > 0.4 and m["hfen"] < 35, m
+    assert m["nrmse_core"] < 30, m  # the 4 mm rim next to the mask's edge is the hard part
 
 
 def test_tv_beats_the_tkd_reference(peer50):
