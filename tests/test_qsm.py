@@ -4,6 +4,8 @@ such: the accuracy validation against a peer's forward model is tests/test_qsm_p
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -163,6 +165,7 @@ def test_round_trip_own_forward_model():
                 "background_removal", "dipole_inversion", "referencing", "timings_s"):
         assert key in rec
     assert rec["referencing"]["reference"] == "whole_brain"
+    assert json.loads(json.dumps(rec))["software"]["name"] == "brainiron"  # sidecar-ready
 
 
 def test_single_echo_is_allowed():

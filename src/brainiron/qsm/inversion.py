@@ -119,14 +119,38 @@ def invert_l2(local_field: np.ndarray, mask: np.ndarray, voxel_size, b0_dir,
     return (chi * mp)[sl]
 
 
-def _grad(x, h):
-    """Periodic forward differences (1/mm) along the three axes, stacked."""
-    return np.stack([(np.roll(x, -1, axis=a) - x) / np.float32(h[a]) for a in range(3)])
+def _grad(x, h, out):
+    """Periodic forward differences (1/mm) of ``x`` along the three axes, into ``out``."""
+    for a in range(3):
+        n = x.shape[a]
+        dst = np.moveaxis(out[a], a, 0)
+        src = np.moveaxis(x, a, 0)
+        np.subtract(src[1:], src[:-1], out=dst[:n - 1])
+        np.subtract(src[:1], src[n - 1:], out=dst[n - 1:])
+        dst *= np.float32(1.0 / h[a])
+    return out
 
 
-def _grad_adjoint(y, h):
-    """Adjoint of :func:`_grad` (so that its k-space symbol times _grad's is |E|²)."""
-    return sum((np.roll(y[a], 1, axis=a) - y[a]) / np.float32(h[a]) for a in range(3))
+def _grad_adjoint(y, h, out):
+    """Adjoint of :func:`_grad` (its k-space symbol times _grad's is |E|²), into ``out``."""
+    out[...] = 0
+    for a in range(3):
+        n = out.shape[a]
+        dst = np.moveaxis(out, a, 0)
+        src = np.moveaxis(y[a], a, 0)
+        scale = np.float32(1.0 / h[a])
+        dst[1:] += (src[:-1] - src[1:]) * scale
+        dst[:1] += (src[n - 1:] - src[:1]) * scale
+    return out
+
+
+def _soft(z, thr):
+    """Soft thresholding in place: z ← sign(z)·max(|z| − thr, 0)."""
+    mag = np.abs(z)
+    mag -= thr
+    np.maximum(mag, 0, out=mag)
+    np.copysign(mag, z, out=z)
+    return z
 
 
 def invert_tv_admm(local_field: np.ndarray, mask: np.ndarray, voxel_size, b0_dir,
@@ -181,25 +205,37 @@ def invert_tv_admm(local_field: np.ndarray, mask: np.ndarray, voxel_size, b0_dir
     mu32, rho32, thr = np.float32(mu), np.float32(rho), np.float32(lam / rho)
     z = np.zeros((3, *shape), np.float32)
     u = np.zeros_like(z)
+    g = np.zeros_like(z)
+    work = np.zeros(shape, np.float32)
     v = f.copy()
     s = np.zeros(shape, np.float32)
     chi = np.zeros(shape, np.float32)
+    w2f, w2mu = w2 * f, w2 + mu32
     change, it = np.inf, 0
     for it in range(1, max_iter + 1):  # noqa: B007
-        rhs = mu32 * d * kernels.forward(v - s, shape, workers) \
-            + rho32 * kernels.forward(_grad_adjoint(z - u, h), shape, workers)
+        np.subtract(v, s, out=work)
+        rhs = kernels.forward(work, shape, workers)
+        rhs *= mu32 * d
+        np.subtract(z, u, out=g)
+        rhs += rho32 * kernels.forward(_grad_adjoint(g, h, work), shape, workers)
         rhs /= denom
         rhs[0, 0, 0] = 0.0
         new = kernels.inverse(rhs, shape, None, workers)
-        dchi = kernels.inverse(d * rhs, shape, None, workers)
+        rhs *= d
+        dchi = kernels.inverse(rhs, shape, None, workers)
         change = float(np.linalg.norm(new - chi) / max(np.linalg.norm(new), 1e-12))
         chi = new
-        g = _grad(chi, h)
-        z = g + u
-        z = np.sign(z) * np.maximum(np.abs(z) - thr, 0)
-        u += g - z
-        v = (w2 * f + mu32 * (dchi + s)) / (w2 + mu32)
-        s += dchi - v
+        _grad(chi, h, g)
+        np.add(g, u, out=z)  # z = soft(∇χ + u, λ/ρ)
+        _soft(z, thr)
+        u += g
+        u -= z
+        np.add(dchi, s, out=work)  # v = (W² f + μ (Dχ + s)) / (W² + μ)
+        np.multiply(work, mu32, out=v)
+        v += w2f
+        v /= w2mu
+        s += dchi
+        s -= v
         if change < tol:
             break
     info = {"iterations": it, "relative_change": change, "lam": float(lam),
