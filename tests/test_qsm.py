@@ -145,7 +145,7 @@ def _small_case(n_echo=4, snr=200.0):
     nucleus = (x / 4) ** 2 + ((y - 3) / 4) ** 2 + (z / 4) ** 2 <= 1
     chi = np.where(brain, 0.0, 0.0) + 0.1 * nucleus
     field = qsm.dipole_field(chi.astype(np.float32), (1, 1, 1), (0, 0, 1))
-    field = field + 0.05 * (x / 16) + 0.02 * (z / 12) ** 2  # a smooth background
+    field = field + 0.05 * (x / 16) + 0.02 * (z ** 2 - (x ** 2 + y ** 2) / 2) / 144  # harmonic
     mag, ph = qsm.simulate_echoes(field, brain.astype(float), 25.0, TES[:n_echo], 3.0,
                                   phase_offset=0.5 + 0.3 * x / 16, snr=snr)
     return mag, ph, brain, nucleus, chi
@@ -159,7 +159,7 @@ def test_round_trip_own_forward_model():
     assert inside.sum() > 200
     truth = chi - chi[mask].mean()
     err = float(out[inside].mean() - truth[inside].mean())
-    assert abs(err) < 0.012, err  # ppm
+    assert abs(err) < 0.015, err  # ppm; measured −0.011 (TV underestimates a 4 mm sphere)
     assert rec["phase_scaling"]["detected"] == "radians"
     for key in ("software", "units", "unwrapping", "echo_combination", "mask",
                 "background_removal", "dipole_inversion", "referencing", "timings_s"):
@@ -199,3 +199,33 @@ def test_settings_are_validated_and_round_trip():
         qsm.QSMSettings(inversion="magic")
     s = qsm.QSMSettings(background="pdf", vsharp_radii_mm=(8.0, 4.0))
     assert qsm.QSMSettings.from_config(s.to_config()) == s
+
+
+@pytest.mark.parametrize("kw,tol_ppm", [
+    ({"unwrapping": "laplacian"}, 0.02),
+    ({"background": "pdf"}, 0.03),  # measured −0.022
+    ({"inversion": "l2"}, 0.03),
+    ({"inversion": "tkd"}, 0.04),  # TKD underestimates
+    ({"echo_fit": "origin"}, 0.015),
+])
+def test_options_round_trip_own_forward_model(kw, tol_ppm):
+    """Labelled: brainiron's own forward model; each option recovers the 0.1 ppm nucleus."""
+    mag, ph, brain, nucleus, chi = _small_case()
+    out, local, mask, rec = qsm.reconstruct(mag, ph, TES, np.eye(4), 3.0, qsm.QSMSettings(**kw))
+    inside = mask & nucleus
+    truth = chi - chi[mask].mean()
+    err = float(out[inside].mean() - truth[inside].mean())
+    assert abs(err) < tol_ppm, (kw, err)
+    assert rec["settings"] == qsm.QSMSettings(**kw).to_config()
+
+
+def test_csf_reference():
+    mag, ph, brain, nucleus, chi = _small_case()
+    x = np.arange(brain.shape[0])[:, None, None] - brain.shape[0] / 2
+    csf = np.broadcast_to(np.abs(x) < 3, brain.shape) & ~nucleus
+    out, _, mask, rec = qsm.reconstruct(mag, ph, TES, np.eye(4), 3.0,
+                                        qsm.QSMSettings(reference="csf"), csf_mask=csf)
+    assert rec["referencing"]["reference"] == "csf"
+    assert abs(out[mask & csf].mean()) < 1e-6
+    with pytest.raises(ValueError, match="needs a CSF mask"):
+        qsm.reconstruct(mag, ph, TES, np.eye(4), 3.0, qsm.QSMSettings(reference="csf"))
