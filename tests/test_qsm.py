@@ -179,6 +179,7 @@ def test_single_echo_is_allowed():
 
 @pytest.mark.parametrize("change,match", [
     (lambda m, p, t: (m[..., :3], p, t), "differs from its magnitude"),
+    (lambda m, p, t: (None, p, t), "phase without its magnitude"),
     (lambda m, p, t: (m, p, None), "echo times are missing"),
     (lambda m, p, t: (m, p, t[:3]), "3 echo times for 4 echoes"),
     (lambda m, p, t: (m, p, t * 1000), "look like ms"),

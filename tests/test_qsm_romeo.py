@@ -58,7 +58,7 @@ def test_exact_unwrapping_has_no_2pi_jump_inside_the_mask(romeo):
             jumps += int(np.sum(np.abs(du - dw) > 1e-3))
             pairs += both.sum()
         # the unwrapped gradient equals the wrapped gradient wrapped to (-pi, pi]
-        assert jumps / pairs < 0.01, (echo, jumps, pairs)
+        assert jumps / pairs < 0.001, (echo, jumps, pairs)  # measured 0, 4, 116 of 313 044
 
 
 def test_three_echo_field_fit_on_real_phase(romeo):
@@ -69,4 +69,5 @@ def test_three_echo_field_fit_on_real_phase(romeo):
     assert rec["phase_scaling"]["detected"] == "linear"
     assert rec["inputs"]["voxel_size_mm"] == pytest.approx([0.469, 0.469, 1.0], abs=1e-3)
     assert rec["mask"]["final_voxels"] > 0.5 * rec["mask"]["magnitude_voxels"]
+    assert rec["mask"]["source"].startswith("magnitude foreground")
     assert np.isfinite(chi).all() and np.abs(chi[mask]).max() < 2.0  # ppm

@@ -28,18 +28,63 @@ __all__ = ["dipole_kernel", "fft_shape", "forward", "gradient_power", "inverse",
 
 
 def fft_shape(shape, pad_voxels=0) -> tuple[int, int, int]:
-    """A fast FFT size for ``shape`` padded by ``pad_voxels`` on every side (voxels)."""
+    """A fast real-FFT grid for a volume padded on every side.
+
+    Parameters
+    ----------
+    shape : tuple of 3 int
+        Volume shape (voxels).
+    pad_voxels : int
+        Padding per side (voxels).
+
+    Returns
+    -------
+    tuple of 3 int
+        ``scipy.fft.next_fast_len(n + 2 * pad_voxels)`` per axis (voxels).
+    """
     return tuple(int(fft.next_fast_len(int(s) + 2 * int(pad_voxels), real=True))
                  for s in shape)
 
 
 def forward(x: np.ndarray, shape, workers: int = 1) -> np.ndarray:
-    """Real FFT of ``x`` zero-padded (at the end of each axis) to ``shape`` (complex64)."""
+    """Real FFT of a volume zero-padded at the end of each axis.
+
+    Parameters
+    ----------
+    x : (X, Y, Z) ndarray
+        Volume (any units), cast to float32.
+    shape : tuple of 3 int
+        FFT grid (voxels), each ≥ the volume's.
+    workers : int
+        FFT threads.
+
+    Returns
+    -------
+    (N0, N1, N2 // 2 + 1) complex64 ndarray
+        Half spectrum (units of ``x`` × voxels).
+    """
     return fft.rfftn(np.asarray(x, dtype=np.float32), s=shape, workers=workers)
 
 
 def inverse(k: np.ndarray, shape, crop=None, workers: int = 1) -> np.ndarray:
-    """Inverse real FFT to ``shape`` (float32), cropped to ``crop`` (a shape) if given."""
+    """Inverse real FFT, optionally cropped.
+
+    Parameters
+    ----------
+    k : (N0, N1, N2 // 2 + 1) complex ndarray
+        Half spectrum.
+    shape : tuple of 3 int
+        Real-space FFT grid (voxels).
+    crop : tuple of 3 int, optional
+        Keep ``[:crop[0], :crop[1], :crop[2]]`` (voxels).
+    workers : int
+        FFT threads.
+
+    Returns
+    -------
+    float32 ndarray
+        The real volume (units of the original volume).
+    """
     out = fft.irfftn(k, s=shape, workers=workers).astype(np.float32, copy=False)
     if crop is not None:
         out = out[: crop[0], : crop[1], : crop[2]]
@@ -116,7 +161,20 @@ def sphere_kernel(shape, voxel_size, radius_mm: float, workers: int = 1) -> np.n
 
 
 def laplacian_kernel(shape, voxel_size) -> np.ndarray:
-    """The 7-point discrete Laplacian in k-space (1/mm²; ≤ 0, 0 at k = 0)."""
+    """The 7-point discrete Laplacian in k-space.
+
+    Parameters
+    ----------
+    shape : tuple of 3 int
+        Real-space FFT grid (voxels).
+    voxel_size : (3,) array_like
+        Voxel size (mm).
+
+    Returns
+    -------
+    (N0, N1, N2 // 2 + 1) float32 ndarray
+        Σᵢ (2 cos(2πkᵢ/Nᵢ) − 2) / hᵢ² (1/mm²): ≤ 0, 0 at k = 0.
+    """
     out = np.zeros((shape[0], shape[1], shape[2] // 2 + 1), dtype=np.float32)
     for axis, (n, h) in enumerate(zip(shape, voxel_size, strict=True)):
         m = n if axis < 2 else n // 2 + 1
@@ -127,5 +185,18 @@ def laplacian_kernel(shape, voxel_size) -> np.ndarray:
 
 
 def gradient_power(shape, voxel_size) -> np.ndarray:
-    """Σᵢ |Eᵢ(k)|² of the periodic forward differences (1/mm²; = −Laplacian kernel)."""
+    """Σᵢ |Eᵢ(k)|² of the periodic forward differences.
+
+    Parameters
+    ----------
+    shape : tuple of 3 int
+        Real-space FFT grid (voxels).
+    voxel_size : (3,) array_like
+        Voxel size (mm).
+
+    Returns
+    -------
+    (N0, N1, N2 // 2 + 1) float32 ndarray
+        |E(k)|² (1/mm²), the negative of :func:`laplacian_kernel`.
+    """
     return -laplacian_kernel(shape, voxel_size)

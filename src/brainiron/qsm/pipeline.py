@@ -47,6 +47,8 @@ _REFS = {
 def _check_inputs(magnitude, phase, echo_times_s, affine, field_strength_T, names):
     """Validated (magnitude, phase, echo_times) as 4-D float32 / 1-D float arrays."""
     mag_name, phase_name = names
+    if magnitude is None:
+        raise InputError(phase_name, "phase without its magnitude (part-mag) images")
     mag, ph = np.asarray(magnitude), np.asarray(phase)
     if ph.ndim not in (3, 4):
         raise InputError(phase_name, f"phase must be 3-D or 4-D (echoes last), got {ph.shape}")
@@ -212,6 +214,9 @@ def reconstruct(magnitude, phase, echo_times_s, affine, field_strength_T,
     t0 = time.perf_counter()
     mask_c, mask_rec = masking.qsm_mask(mag_c, residual, vox, s.residual_max_rad,
                                         s.mask_erosion_mm, brain_mask=head_c)
+    mask_rec["source"] = ("given brain mask" if brain_mask is not None else
+                          "magnitude foreground (root sum of squares over echoes; half Otsu, "
+                          "largest component, holes filled)")
     if not mask_c.any():
         raise InputError(names[1], "the QSM mask is empty: no voxel with a reliable phase fit")
     times["mask"] = time.perf_counter() - t0
