@@ -28,6 +28,8 @@ dipole_field, simulate_echoes
     Forward model (:mod:`.forward`).
 gamma_bar_mhz_per_t
     γ̄ from the constants table (:mod:`.constants`).
+qsm_sidecars
+    JSON sidecars of the χ map, local field and mask (:mod:`.sidecar`).
 """
 
 from .background import pdf, vsharp
@@ -42,6 +44,7 @@ from .pipeline import reconstruct
 from .reference import reference_chi
 from .scaling import phase_to_radians, wrap
 from .settings import QSMSettings
+from .sidecar import qsm_sidecars
 from .unwrap import unwrap_exact, unwrap_laplacian
 
 __all__ = [
@@ -57,6 +60,7 @@ __all__ = [
     "pdf",
     "phase_to_radians",
     "qsm_mask",
+    "qsm_sidecars",
     "reconstruct",
     "reference_chi",
     "remove_phase_offset",
