@@ -28,8 +28,9 @@ dipole_field, simulate_echoes
     Forward model (:mod:`.forward`).
 gamma_bar_mhz_per_t
     γ̄ from the constants table (:mod:`.constants`).
-qsm_sidecars
-    JSON sidecars of the χ map, local field and mask (:mod:`.sidecar`).
+qsm_sidecars, describe
+    JSON sidecars of the χ map, local field and mask; the report's methods sentence
+    (:mod:`.sidecar`).
 """
 
 from .background import pdf, vsharp
@@ -44,12 +45,13 @@ from .pipeline import reconstruct
 from .reference import reference_chi
 from .scaling import phase_to_radians, wrap
 from .settings import QSMSettings
-from .sidecar import qsm_sidecars
+from .sidecar import describe, qsm_sidecars
 from .unwrap import unwrap_exact, unwrap_laplacian
 
 __all__ = [
     "QSMSettings",
     "b0_direction",
+    "describe",
     "dipole_field",
     "dipole_kernel",
     "fit_field",

@@ -1,4 +1,5 @@
-"""JSON sidecars of the QSM outputs (χ map, local field, mask) from a reconstruction record."""
+"""JSON sidecars of the QSM outputs (χ map, local field, mask) from a reconstruction record,
+and the methods sentence of the report (:func:`describe`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,32 @@ from collections.abc import Sequence
 
 from .. import __version__
 
-__all__ = ["qsm_sidecars"]
+__all__ = ["describe", "qsm_sidecars"]
+
+
+def describe(settings, n_reconstructed: int) -> str:
+    """Methods text of the QSM stage (plain text with citation markers, for the report).
+
+    Parameters
+    ----------
+    settings : QSMSettings
+        The reconstruction settings of the run.
+    n_reconstructed : int
+        Subject sessions whose χ was reconstructed from phase.
+
+    Returns
+    -------
+    str
+        One sentence; empty when no χ was reconstructed.
+    """
+    if not n_reconstructed:
+        return ""
+    return (f"For {int(n_reconstructed)} subject session(s) without a χ map, χ was "
+            "reconstructed from the multi-echo GRE phase by brainiron following the 2024 "
+            f"consensus [@qsm_consensus] ({settings.unwrapping} unwrapping per echo, weighted "
+            f"least-squares echo fit, {settings.background} background field removal, "
+            f"{settings.inversion} dipole inversion, {settings.reference.replace('_', ' ')} "
+            "reference).")
 
 
 def qsm_sidecars(record: dict, magnitude: Sequence, phase: Sequence) -> dict[str, dict]:
