@@ -81,10 +81,11 @@ def test_regional_chi_against_the_phantom_truth(run_dir):
     """Reconstructed χ in the registered atlas regions vs the truth, referenced like the
     reconstruction (the truth's mean over the QSM mask subtracted).
 
-    Measured (seed 0, 4 mm, registration included): median error -12 ppb (TV-ADMM
-    underestimates small nuclei at 4 mm, and partial volume with the registered labels);
-    nuclei of >= 10 voxels within 26 ppb, the 3-voxel right STN -61 ppb. The 1 mm target of
-    the issue (+-10 ppb) is the benchmark's, not this coarse run's.
+    Measured (seed 0, 4 mm, registration included, 24 atlas rows): median error -12 ppb
+    (TV-ADMM underestimates small nuclei at 4 mm, and partial volume with the registered
+    labels); regions of >= 10 voxels within 33 ppb (GPi R -32), the 3-voxel right STN -61
+    ppb; r(measured, truth) > 0.9. The 1 mm target of the issue (+-10 ppb) is the
+    benchmark's, not this coarse run's.
     """
     bids = run_dir / "phantom"
     anat = _anat(run_dir)
@@ -102,7 +103,7 @@ def test_regional_chi_against_the_phantom_truth(run_dir):
     error = 1000 * (rows["mean"] - (rows["chi_ppm"] - reference))
     big = rows["n_voxels"] >= 10
     assert big.sum() >= 8
-    assert error[big].abs().max() < 35, error[big].tolist()
+    assert error[big].abs().max() < 40, error[big].tolist()
     assert error.abs().max() < 75, error.tolist()
     assert -25 < error.median() < 5, error.tolist()
     assert np.corrcoef(rows["mean"], rows["chi_ppm"])[0, 1] > 0.9
