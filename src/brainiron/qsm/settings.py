@@ -1,6 +1,7 @@
 """Typed settings of the QSM reconstruction (one frozen dataclass, one place per default).
 
-To be wired into ``config/config.yaml`` (a ``qsm:`` section) by the workflow integration;
+The ``qsm:`` section of ``config/config.yaml`` holds these fields (plus the rule's
+``mem_mb``: :class:`brainiron.settings.QSMStageSettings`);
 :meth:`QSMSettings.from_config` / :meth:`QSMSettings.to_config` follow the convention of
 :mod:`brainiron.settings`.
 """
