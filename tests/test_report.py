@@ -580,6 +580,17 @@ def test_methods_text_from_each_stage():
         assert phrase not in plain, phrase
 
 
+def test_reconstructed_chi_is_in_the_methods():
+    text = methods_text(Settings(), data="the BIDS dataset", maps=["Chimap"], kinds=["T1w"],
+                        chi_template=False, n_fitted=0, calibrations=[], covariates=None,
+                        n_reconstructed=3)
+    assert "For 3 subject session(s) without a χ map, χ was reconstructed" in text
+    assert "vsharp background field removal, tv_admm dipole inversion" in text
+    numbered, keys = number_citations(text)
+    assert "qsm_consensus" in keys and "[@" not in numbered
+    assert "10.1002/mrm.30006" in reference("qsm_consensus")
+
+
 def test_assets_are_package_data():
     from brainiron.report.html import asset, page
 

@@ -52,7 +52,7 @@ def _cmd_phantom(args) -> int:
         field_strength=args.field_strength, rls_sn_effect=-abs(args.rls_sn_effect),
         orientation=args.orientation, coverage=args.coverage, with_t1w=not args.no_t1w,
         with_chimap=not args.no_chimap, with_r2starmap=not args.no_r2starmap,
-        with_megre=not args.no_megre, **realistic,
+        with_megre=not args.no_megre, with_phase=args.with_phase, **realistic,
     )
     truth = generate_phantom(args.out, cfg)
     print(f"phantom: {args.subjects} subjects at {'x'.join(f'{v:g}' for v in cfg.voxel_size)} "
@@ -214,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of the brain covered along the slice axis (slab)")
     for flag in ("t1w", "chimap", "r2starmap", "megre"):
         p.add_argument(f"--no-{flag}", action="store_true", help=f"do not write the {flag}")
+    p.add_argument("--with-phase", action="store_true",
+                   help="also write part-phase MEGRE echoes from the phantom's chi (basic mode; "
+                        "with --no-chimap the workflow reconstructs chi from them)")
     g = p.add_argument_group("realistic mode (docs/phantom.md)")
     g.add_argument("--realistic", action="store_true",
                    help="T1w on its own sagittal grid with head motion, maps on an "

@@ -9,6 +9,7 @@ the defaults back as a plain mapping, and ``tests/test_settings.py`` asserts tha
 Every stage takes its own part: ``RegistrationSettings`` (``registration:``),
 ``RefinementSettings`` (``refinement:``), ``IronSettings`` (``iron:``),
 ``ComparisonSettings`` (``group_comparison:``), ``RelaxometrySettings`` (``relaxometry:``),
+``QSMStageSettings`` (``qsm:``; :class:`brainiron.qsm.QSMSettings` plus ``mem_mb``),
 ``PhantomSettings`` (``phantom:``); the top-level keys live on :class:`Settings` itself.
 """
 
@@ -19,10 +20,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .qsm.settings import QSMSettings
+
 __all__ = [
     "ComparisonSettings",
     "IronSettings",
     "PhantomSettings",
+    "QSMSettings",
+    "QSMStageSettings",
     "RefinementSettings",
     "RegistrationSettings",
     "RelaxometrySettings",
@@ -243,6 +248,22 @@ class RelaxometrySettings(_FromConfig):
 
 
 @dataclass(frozen=True)
+class QSMStageSettings(_FromConfig, QSMSettings):
+    """χ from MEGRE phase (``qsm``; rule ``qsm``, :func:`brainiron.qsm.reconstruct`).
+
+    The fields of :class:`brainiron.qsm.QSMSettings` (one place for their defaults) plus the
+    rule's memory; ``workers`` is replaced by the rule's threads in the workflow.
+
+    Attributes
+    ----------
+    mem_mb : int
+        Memory the qsm rule declares (MB).
+    """
+
+    mem_mb: int = 4000
+
+
+@dataclass(frozen=True)
 class PhantomSettings(_FromConfig):
     """The built-in phantom of the default run (``phantom``; :mod:`brainiron.phantom`).
 
@@ -254,9 +275,13 @@ class PhantomSettings(_FromConfig):
     seed : int
     voxel_size : float or tuple of 3 float
         mm.
-    r2starmap, t1w, megre : bool
+    r2starmap, t1w, megre, chimap : bool
         Which images the subjects get (no R2starmap: R2* is fitted; no T1w: registration on
-        the magnitude, or on χ when megre is false too).
+        the magnitude, or on χ when megre is false too; no Chimap with phase: χ is
+        reconstructed from the phase).
+    phase : bool
+        The MEGRE echoes get ``part-phase`` twins (forward model of the phantom's χ with a
+        background field; :mod:`brainiron.phantom`).
     """
 
     subjects: int = 16
@@ -265,6 +290,8 @@ class PhantomSettings(_FromConfig):
     r2starmap: bool = True
     t1w: bool = True
     megre: bool = True
+    chimap: bool = True
+    phase: bool = False
 
     def phantom_config(self):
         """The :class:`brainiron.phantom.PhantomConfig` these settings describe."""
@@ -275,7 +302,8 @@ class PhantomSettings(_FromConfig):
                              voxel_size=tuple(vs) if isinstance(vs, tuple | list)
                              else (float(vs),) * 3,
                              with_r2starmap=bool(self.r2starmap), with_t1w=bool(self.t1w),
-                             with_megre=bool(self.megre))
+                             with_megre=bool(self.megre), with_chimap=bool(self.chimap),
+                             with_phase=bool(self.phase))
 
 
 @dataclass(frozen=True)
@@ -318,9 +346,11 @@ class Settings(_FromConfig):
     iron: IronSettings = field(default_factory=IronSettings)
     group_comparison: ComparisonSettings = field(default_factory=ComparisonSettings)
     relaxometry: RelaxometrySettings = field(default_factory=RelaxometrySettings)
+    qsm: QSMStageSettings = field(default_factory=QSMStageSettings)
     phantom: PhantomSettings = field(default_factory=PhantomSettings)
 
 
 _NESTED = {"registration": RegistrationSettings, "refinement": RefinementSettings,
            "iron": IronSettings, "group_comparison": ComparisonSettings,
-           "relaxometry": RelaxometrySettings, "phantom": PhantomSettings}
+           "relaxometry": RelaxometrySettings, "qsm": QSMStageSettings,
+           "phantom": PhantomSettings}

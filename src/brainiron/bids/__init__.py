@@ -15,6 +15,8 @@ suffix                    what                                         units
 ``T2starmap``             T2* map (turned into R2* = 1/T2*)             s
 ``MEGRE`` (``echo-<n>``,  multi-echo GRE magnitude, one file per echo  sidecar EchoTime
 ``part-mag`` or no part)                                               in s
+``MEGRE`` ``part-phase``  phase twin of each magnitude echo: χ is      rad or vendor
+                          reconstructed from it without a ``Chimap``   integers
 ``T1w``                   anatomical image for registration            —
 ========================  ===========================================  ==================
 

@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..io import load_nifti, parse_name, read_json, read_tsv
+from .phase import match_phase
 from .subject import MAP_SUFFIXES, Dataset, Subject
 from .validate import unregistrable_t2star
 
@@ -96,17 +97,21 @@ def _choose(candidates: list[Path], kind: str, select: Mapping[str, str]
     return keep[0], ignored
 
 
-def _megre_series(files: list[Path], select: Mapping[str, str]
+def _megre_series(files: list[Path], select: Mapping[str, str], phase: list[Path]
                   ) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Group echoes into series (entities other than echo/part) and pick one series."""
+    """Group echoes into series (entities other than echo/part) and pick one series;
+    ``part-phase`` files are appended to ``phase`` (matched later: :mod:`.phase`)."""
     ignored = []
     series: dict[tuple, list[Path]] = defaultdict(list)
     for path in files:
         ents = parse_name(path)[0]
         part = ents.get("part", "mag")
+        if part == "phase":
+            phase.append(path)
+            continue
         if part != "mag":
-            ignored.append((str(path), f"part-{part} is not used (brainiron needs the magnitude; "
-                                       "QSM reconstruction is out of scope)"))
+            ignored.append((str(path), f"part-{part} is not used (brainiron reads the "
+                                       "magnitude and the phase)"))
             continue
         key = tuple(sorted((k, v) for k, v in ents.items() if k not in ("echo", "part")))
         series[key].append(path)
@@ -241,11 +246,14 @@ def _discover_subject(anat: Path, root: Path, subject: str, session: str,
             subj.ignored += ign
             if chosen is not None:
                 subj.maps[kind] = chosen
-        echoes, ign = _megre_series(by_suffix.get("MEGRE", []), select)
+        phase: list[Path] = []
+        echoes, ign = _megre_series(by_suffix.get("MEGRE", []), select, phase)
         subj.ignored += ign
         megre_meta: dict = {}
         if echoes:
             subj.megre, subj.echo_times, megre_meta = _check_echoes(echoes, root)
+        subj.phase, ign = match_phase(subj.megre, phase, "Chimap" in subj.maps)
+        subj.ignored += ign
         if subj.registration_kind is None and "T2starmap" in subj.maps:
             raise unregistrable_t2star(subj.maps["T2starmap"],
                                        str(sidecar(subj.maps["T2starmap"], root)[0]

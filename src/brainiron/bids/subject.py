@@ -37,6 +37,9 @@ class Subject:
         ``{"Chimap": path, "R2starmap": path, "T2starmap": path}`` for those present.
     megre : list of Path
         Magnitude echoes in echo order.
+    phase : list of Path
+        Phase echoes (``part-phase``), one per magnitude echo in the same order; empty
+        without phase, or when the subject has a χ map (then they are listed as ignored).
     echo_times : list of float
         Echo times in s, one per echo.
     field_strength : float or None
@@ -58,6 +61,7 @@ class Subject:
     t1w: Path | None = None
     maps: dict[str, Path] = field(default_factory=dict)
     megre: list[Path] = field(default_factory=list)
+    phase: list[Path] = field(default_factory=list)
     echo_times: list[float] = field(default_factory=list)
     field_strength: float | None = None
     units: dict[str, str] = field(default_factory=dict)
@@ -127,6 +131,8 @@ class Subject:
         from .. import layout
 
         fitted = str(layout.subject_path(deriv, "r2star", self.key))
+        reconstructed = str(layout.subject_path(deriv, "chi", self.key))
+        qsm = "Chimap" in maps and "Chimap" not in self.maps and bool(self.phase)
         fit = ("R2starmap" in maps and not ({"R2starmap", "T2starmap"} & set(self.maps))
                and len(self.megre) >= 2)
         quantified: dict[str, tuple[str, str]] = {}
@@ -136,9 +142,12 @@ class Subject:
                 quantified[name] = (str(path), kind)
         if fit:
             quantified.setdefault("R2starmap", (fitted, "derived"))
+        if qsm:  # χ first, in table order
+            quantified = {"Chimap": (reconstructed, "qsm"), **quantified}
         quantified = {k: v for k, v in quantified.items() if k in maps}
-        contrast = next(((str(self.maps[k]), k) for k in MAP_SUFFIXES if k in self.maps),
-                        (fitted, "derived"))
+        contrast = ((reconstructed, "qsm") if qsm else next(
+            ((str(self.maps[k]), k) for k in MAP_SUFFIXES if k in self.maps),
+            (fitted, "derived")))
         image = self.registration_image
         used = contrast[1] == "derived" or any(k == "derived" for _, k in quantified.values())
         coreg = self.coregistration_kind
@@ -148,7 +157,8 @@ class Subject:
                     registration_image=str(image) if image else "",
                     contrast_image=contrast[0], contrast_kind=contrast[1], maps=quantified,
                     fit_r2star=used, echoes=tuple(str(p) for p in self.megre),
-                    coregistration_kind=coreg or "", coregistration_image=coreg_image)
+                    coregistration_kind=coreg or "", coregistration_image=coreg_image,
+                    reconstruct_chi=qsm, phase=tuple(str(p) for p in self.phase) if qsm else ())
 
     def to_dict(self, *, with_ignored: bool = True) -> dict:
         """JSON-serialisable form; without ``ignored`` it holds only what changes results."""
@@ -156,6 +166,9 @@ class Subject:
         out["t1w"] = str(self.t1w) if self.t1w else None
         out["maps"] = {k: str(v) for k, v in self.maps.items()}
         out["megre"] = [str(p) for p in self.megre]
+        out["phase"] = [str(p) for p in self.phase]
+        if not self.phase:  # as before phase existed: unchanged validate params, no re-run
+            del out["phase"]
         out["key"] = self.key
         out["registration_kind"] = self.registration_kind
         if not with_ignored:
@@ -169,6 +182,7 @@ class Subject:
             t1w=Path(d["t1w"]) if d.get("t1w") else None,
             maps={k: Path(v) for k, v in d.get("maps", {}).items()},
             megre=[Path(p) for p in d.get("megre", [])],
+            phase=[Path(p) for p in d.get("phase", [])],
             echo_times=list(d.get("echo_times", [])),
             field_strength=d.get("field_strength"), units=dict(d.get("units", {})),
             ignored=[tuple(x) for x in d.get("ignored", [])], errors=list(d.get("errors", [])),
@@ -189,12 +203,14 @@ class Plan:
     registration_image : str
         Its file.
     contrast_kind, contrast_image : str
-        The map the dentate (and the refinement) is segmented on: the χ map, else the R2*
-        or T2* map, else (``derived``) the R2* map the workflow fits.
+        The map the dentate (and the refinement) is segmented on: the χ map (``qsm``: the
+        one reconstructed from phase), else the R2* or T2* map, else (``derived``) the R2*
+        map the workflow fits.
     maps : dict
         Table map name (``Chimap``, ``R2starmap``) → (file, source kind: ``Chimap``,
-        ``R2starmap``, ``T2starmap`` or ``derived``), in table order, for the configured
-        maps the subject has (or gets fitted).
+        ``R2starmap``, ``T2starmap``, ``derived`` (R2* fitted by brainiron) or ``qsm`` (χ
+        reconstructed by brainiron from phase)), in table order, for the configured maps the
+        subject has (or gets fitted or reconstructed).
     fit_r2star : bool
         R2* is fitted from the MEGRE magnitude (rule ``relaxometry``): it is quantified (no
         R2* / T2* map, ≥ 2 echoes, R2* asked for) or it is the dentate contrast.
@@ -204,6 +220,11 @@ class Plan:
         The maps' reference image (``MEGRE`` first echo, ``Chimap``, ``R2starmap``) the T1w
         is coregistered to, and its file; ``""`` when the T1w needs no coregistration (none,
         on the maps' grid, or ``t1w_grid: world``).
+    reconstruct_chi : bool
+        χ is reconstructed from the phase echoes (rule ``qsm``): the subject has phase, no
+        χ map, and χ is asked for.
+    phase : tuple of str
+        Phase echoes in echo order (when ``reconstruct_chi``).
     """
 
     key: str
@@ -216,6 +237,8 @@ class Plan:
     echoes: tuple[str, ...] = ()
     coregistration_kind: str = ""
     coregistration_image: str = ""
+    reconstruct_chi: bool = False
+    phase: tuple[str, ...] = ()
 
     @property
     def overlay_image(self) -> str:

@@ -159,9 +159,10 @@ def read_contrast(path: str | os.PathLike, kind: str, unit_factors: Mapping[str,
     Parameters
     ----------
     path : path
-    kind : {"Chimap", "R2starmap", "T2starmap", "derived"}
-        A subject's raw map (read in canonical units with its ``unit_factors`` entry), or
-        ``derived``: the R2* map fitted by the workflow (1/s).
+    kind : {"Chimap", "R2starmap", "T2starmap", "derived", "qsm"}
+        A subject's raw map (read in canonical units with its ``unit_factors`` entry),
+        ``derived``: the R2* map fitted by the workflow (1/s), or ``qsm``: the χ map it
+        reconstructed from phase (ppm).
     unit_factors : mapping
         ``unit_factors`` of the validated inputs.
 
@@ -172,9 +173,9 @@ def read_contrast(path: str | os.PathLike, kind: str, unit_factors: Mapping[str,
     name : str
         ``Chimap`` or ``R2starmap`` (a T2* map is read as R2*).
     """
-    if kind == "derived":
+    if kind in ("derived", "qsm"):
         values, _ = load_nifti(path)
-        return values, "R2starmap"
+        return values, "R2starmap" if kind == "derived" else "Chimap"
     values, _ = read_map(path, kind, unit_factors[kind])
     return values, TABLE_MAP[kind]
 

@@ -27,7 +27,8 @@ flavours (:mod:`~brainiron.phantom.realistic`, :mod:`~brainiron.phantom.motion`,
 
 Modules: :mod:`~brainiron.phantom.config` (:class:`PhantomConfig`),
 :mod:`~brainiron.phantom.geometry` (native grids, deformations, :func:`true_mapping`),
-:mod:`~brainiron.phantom.tissues` (labels, iron and the forward model) and
+:mod:`~brainiron.phantom.tissues` (labels, iron and the forward model),
+:mod:`~brainiron.phantom.phase` (the MEGRE phase of ``with_phase``: :func:`phase_model`) and
 :mod:`~brainiron.phantom.writer` (:func:`generate_phantom`; :func:`truth_dir` and
 :func:`truth_path`, where the ground truth is).
 """
@@ -36,10 +37,12 @@ from .chi_model import realistic_table
 from .config import IMAGE_SETS, PhantomConfig
 from .geometry import true_mapping
 from .motion import BSplineField, random_bspline, random_rigid
+from .phase import phase_model
 from .realistic import VEIN_INDEX
 from .tissues import phantom_labels
 from .writer import TRUTH_PIPELINE, generate_phantom, truth_dir, truth_path
 
 __all__ = ["PhantomConfig", "generate_phantom", "phantom_labels", "true_mapping",
            "TRUTH_PIPELINE", "truth_dir", "truth_path", "IMAGE_SETS", "VEIN_INDEX",
-           "BSplineField", "random_bspline", "random_rigid", "realistic_table"]
+           "BSplineField", "random_bspline", "random_rigid", "realistic_table",
+           "phase_model"]

@@ -60,6 +60,12 @@ class PhantomConfig:
     with_t1w, with_chimap, with_r2starmap, with_megre : bool
         Which images to write (e.g. ``with_r2starmap=False`` leaves R2* to the relaxometry
         stage; ``with_t1w=False`` makes a subject register on its magnitude or χ map).
+    with_phase : bool
+        Basic mode: the MEGRE echoes get ``part-phase`` twins (rad, wrapped) from the
+        phantom's true χ through the dipole kernel plus a background field of air-like
+        spheres outside the brain and a smooth phase offset, with the magnitude's own complex
+        noise (:mod:`brainiron.phantom.phase`). Off by default (left out of the description
+        when off). With ``with_chimap=False`` the workflow reconstructs χ from the phase.
     age_range : tuple of float
         Ages are drawn uniformly in this range (years).
     participants : tuple of str
@@ -122,6 +128,7 @@ class PhantomConfig:
     with_chimap: bool = True
     with_r2starmap: bool = True
     with_megre: bool = True
+    with_phase: bool = False
     age_range: tuple[float, float] = (25.0, 75.0)
     participants: tuple[str, ...] = field(default=())
     realism: str = "basic"
@@ -155,6 +162,8 @@ class PhantomConfig:
         tes = np.asarray(self.echo_times, float)
         if tes.size < 2 or np.any(np.diff(tes) <= 0) or tes[0] <= 0:
             raise ValueError("echo_times must be >= 2 increasing positive values in s")
+        if self.with_phase and (not self.with_megre or self.realism != "basic"):
+            raise ValueError("with_phase needs with_megre and realism='basic'")
         if self.participants and len(self.participants) != self.n_subjects:
             raise ValueError("participants must have n_subjects labels")
         self._check_realistic()
@@ -190,6 +199,8 @@ class PhantomConfig:
         out = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
         if self.realism == "basic":
             out = {k: v for k, v in out.items() if k not in REALISTIC_FIELDS}
+        if not self.with_phase:
+            del out["with_phase"]
         return out
 
     @property

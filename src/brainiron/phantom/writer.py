@@ -69,10 +69,13 @@ def truth_path(bids_dir: str | Path, key: str, entities: dict | None = None,
     return truth_dir(bids_dir, key) / build_name({**keyed, **extra}, suffix, ext)
 
 
-def _rician(signal: np.ndarray, sigma: float, rng) -> np.ndarray:
+def _rician(signal: np.ndarray, sigma: float, rng, with_angle: bool = False):
+    """|signal + complex noise|; with ``with_angle`` also the noise's phase angle (rad), so
+    that a phase image carries the same complex noise as the magnitude."""
     real = signal + sigma * rng.standard_normal(signal.shape, dtype=np.float32)
     imag = sigma * rng.standard_normal(signal.shape, dtype=np.float32)
-    return np.sqrt(real * real + imag * imag)
+    mag = np.sqrt(real * real + imag * imag)
+    return (mag, np.arctan2(imag, real)) if with_angle else mag
 
 
 @functools.lru_cache(maxsize=4)
@@ -84,6 +87,23 @@ def _smoothed_template(voxel_size: tuple[float, float, float]) -> np.ndarray:
         return np.asarray(tpl.data, dtype=np.float32)
     return ndimage.gaussian_filter(np.asarray(tpl.data, dtype=np.float32), sigma)
 
+
+
+def _phase_truth(root: Path, label: str, index: int, cfg: PhantomConfig, chi: np.ndarray,
+                 brain: np.ndarray, affine: np.ndarray):
+    """Field (ppm), phase offset (rad) and 2π·γ̄ of a subject's phase echoes; the true χ and
+    the true field go to the ground truth. A generator of its own keeps every other image as
+    it is without phase."""
+    from .phase import phase_model
+
+    field, offset, omega = phase_model(chi, brain, affine,
+                                       np.random.default_rng([cfg.seed, index, 11]))
+    key = f"sub-{label}"
+    save_nifti(chi, truth_path(root, key, {"space": "individual", "desc": "truth"}, "Chimap",
+                               ".nii.gz"), affine, dtype=np.float32)
+    save_nifti(field, truth_path(root, key, {"space": "individual", "desc": "truth"},
+                                 "fieldmap", ".nii.gz"), affine, dtype=np.float32)
+    return field, offset, omega
 
 
 def _write_subject(root: Path, label: str, index: int, cfg: PhantomConfig,
@@ -133,14 +153,26 @@ def _write_subject(root: Path, label: str, index: int, cfg: PhantomConfig,
     if cfg.with_megre:
         s0 = 1000.0 * pd_lut[tissue_index] * bias
         sigma = 1000.0 * float(norms.phantom_tissues().loc["WM", "proton_density"]) / cfg.snr
+        if cfg.with_phase:
+            field, offset, omega = _phase_truth(root, label, index, cfg, chi_lut[tissue_index],
+                                                brain, geom.affine)
         for echo, te in enumerate(cfg.echo_times, start=1):
-            mag = _rician(s0 * np.exp(-r2s_lut[tissue_index] * te), sigma, rng)
+            signal = s0 * np.exp(-r2s_lut[tissue_index] * te)
+            meta = {"EchoTime": te, "MagneticFieldStrength": b0, "FlipAngle": 15,
+                    "RepetitionTime": round(cfg.echo_times[-1] + 0.008, 4),
+                    "MRAcquisitionType": "3D", "EchoNumber": echo}
+            if cfg.with_phase:
+                mag, angle = _rician(signal, sigma, rng, with_angle=True)
+                phase = np.angle(np.exp(1j * (omega * b0 * te * field + offset + angle)))
+                ents = {**sub, "echo": str(echo), "part": "phase"}
+                save_nifti(phase.astype(np.float32), anat / build_name(ents, "MEGRE"),
+                           geom.affine, dtype=np.float32)
+                write_json({**meta, "Units": "rad"}, anat / build_name(ents, "MEGRE", ".json"))
+            else:
+                mag = _rician(signal, sigma, rng)
             ents = {**sub, "echo": str(echo), "part": "mag"}
             save_nifti(np.rint(mag), anat / build_name(ents, "MEGRE"), geom.affine, dtype=np.int16)
-            write_json({"EchoTime": te, "MagneticFieldStrength": b0, "FlipAngle": 15,
-                        "RepetitionTime": round(cfg.echo_times[-1] + 0.008, 4),
-                        "MRAcquisitionType": "3D", "EchoNumber": echo},
-                       anat / build_name(ents, "MEGRE", ".json"))
+            write_json(meta, anat / build_name(ents, "MEGRE", ".json"))
     if cfg.with_t1w:
         t1 = 10.0 * sampled["t1"] * bias
         t1 = _rician(t1, 0.015 * 850.0, rng)

@@ -50,7 +50,8 @@ class SubjectInputs:
     maps : mapping
         Table map name (``Chimap``, ``R2starmap``) → the quantified image, as a path or as
         ``(path, source kind)`` with kind ``Chimap``, ``R2starmap``, ``T2starmap`` or
-        ``derived`` (R2* fitted by brainiron) — :attr:`brainiron.bids.Plan.maps` as is. A
+        ``derived`` (R2* fitted by brainiron) or ``qsm`` (χ reconstructed by brainiron from
+        phase) — :attr:`brainiron.bids.Plan.maps` as is. A
         bare path's kind is its BIDS suffix.
     """
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from .. import dentate, iron, refine, regions, registration, relaxometry, stats
+from .. import dentate, iron, qsm, refine, regions, registration, relaxometry, stats
 from ..references import reference
 from ..settings import Settings
 from .html import esc
@@ -63,7 +63,8 @@ def number_citations(text: str) -> tuple[str, list[str]]:
 
 def methods_text(settings: Settings, *, data: str, maps: Sequence[str],
                  kinds: Sequence[str], chi_template: bool, n_fitted: int,
-                 calibrations: Sequence[str], covariates: str | None) -> str:
+                 calibrations: Sequence[str], covariates: str | None,
+                 n_reconstructed: int = 0) -> str:
     """The methods paragraph, in plain text with citation markers ``[@key]``.
 
     Parameters
@@ -84,6 +85,8 @@ def methods_text(settings: Settings, *, data: str, maps: Sequence[str],
         Calibrations the iron columns used (empty: no iron sentence).
     covariates : str or None
         Covariates of the group comparison (``"age, sex"``); ``None``: no comparison.
+    n_reconstructed : int
+        Subject sessions whose χ was reconstructed from MEGRE phase (rule ``qsm``).
 
     Returns
     -------
@@ -94,7 +97,8 @@ def methods_text(settings: Settings, *, data: str, maps: Sequence[str],
              registration.describe(settings.registration, kinds, chi_template),
              dentate.describe(),
              refine.describe(settings.refinement),
-             relaxometry.describe(settings.relaxometry.method, n_fitted)]
+             relaxometry.describe(settings.relaxometry.method, n_fitted),
+             qsm.describe(settings.qsm, n_reconstructed)]
     if calibrations:
         parts.append(iron.describe(calibrations, settings.iron.statistic))
     if covariates is not None:

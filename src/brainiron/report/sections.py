@@ -282,7 +282,9 @@ def methods(data: ReportData) -> str:
         data.settings, maps=data.maps, kinds=kinds, chi_template=chi_template,
         data="brainiron's synthetic phantom" if not config.get("bids_dir") and config
         else "the BIDS dataset", n_fitted=n_fitted, calibrations=calibrations,
-        covariates=covariates)
+        covariates=covariates,
+        n_reconstructed=sum(any(kind == "qsm" for _, kind in s.maps.values())
+                            for s in data.subjects))
     return methods_html(text)
 
 

@@ -24,6 +24,9 @@ from ..regions import (
 )
 from ..tables import column_descriptions
 
+#: How the ``source`` of a χ map brainiron reconstructed from phase is marked in the tables.
+QSM_SOURCE = "reconstructed by brainiron-qsm"
+
 
 def main(smk) -> None:
     inp = smk.input
@@ -51,7 +54,8 @@ def main(smk) -> None:
         if name == "Chimap" and smk.params.chi_reference == "wholebrain":
             values, ref_value = chi_wholebrain_reference(values, brain > 0)
             reference = "wholebrain"
-        rows += map_statistics(index, values, name, MAP_UNITS[name], Path(path).name,
+        source = Path(path).name + (f" ({QSM_SOURCE})" if kind == "qsm" else "")
+        rows += map_statistics(index, values, name, MAP_UNITS[name], source,
                                reference=reference, reference_value=ref_value,
                                probabilities=probs,
                                probability_labels=prob_meta["LabelIndices"],

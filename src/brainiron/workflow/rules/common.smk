@@ -122,6 +122,7 @@ def raw_inputs(wildcards):
     subj = subject(wildcards)
     files = {kind: str(path) for kind, path in subj.maps.items()}
     files.update({f"echo{k}": str(p) for k, p in enumerate(subj.megre, start=1)})
+    files.update({f"phase{k}": str(p) for k, p in enumerate(subj.phase, start=1)})
     if subj.t1w:
         files["T1w"] = str(subj.t1w)
     return files
