@@ -358,19 +358,25 @@ def decide(row: dict, labels: np.ndarray, maps: dict[str, np.ndarray]) -> dict:
     """The QC decision of a case: the registration's flags, then the labels' contrast.
 
     ``flagged_registration``: what ``registration.qc_failure`` and the coregistration flag
-    say (the limits before this benchmark); ``label_contrast``:
-    ``registration.label_contrast_qc`` on the χ map (the workflow's contrast map when the
-    subject has one), with the R2* map's value beside it; ``flagged``: either.
+    said when the case ran (the limits of that run: ``registration_qc.flag_before``);
+    ``registration_qc.flag``: the cached measures under the current ``QC_LIMITS``
+    (``registration.qc_flag``); ``label_contrast``: ``registration.label_contrast_qc`` on the
+    χ map (the workflow's contrast map when the subject has one), with the R2* map's value
+    beside it; ``flagged``: the current QC (registration, coregistration, label contrast).
     """
     from brainiron import registration
 
     row = dict(row)
+    q = row["registration_qc"]
+    q["flag_before"] = q.get("flag_before", q["flag"])  # the limits of the run
+    q["flag"] = registration.qc_flag(q, row["path"])
     row["label_contrast"] = registration.label_contrast_qc(labels, maps["Chimap"], "Chimap")
     if "R2starmap" in maps:
         r2 = registration.label_contrast_qc(labels, maps["R2starmap"], "R2starmap")
         row["label_contrast"]["iron_contrast_r2star"] = r2["iron_contrast"]
         row["label_contrast"]["flag_r2star"] = r2["flag"]
-    row["flagged"] = bool(row["flagged_registration"] or row["label_contrast"]["flag"])
+    row["flagged"] = bool(q["flag"] or row["coregistration_flag"]
+                          or row["label_contrast"]["flag"])
     return row
 
 
@@ -428,9 +434,8 @@ def _fmt(x, spec=".3f"):
 
 
 def markdown(rows: list[dict], table: dict) -> str:
-    lines = ["| path | good | failed | ambiguous (flagged) | false rejects: registration QC only → "
-             "with the label contrast | false accepts: registration QC only → with the label "
-             "contrast |", "|---|---|---|---|---|---|"]
+    lines = ["| path | good | failed | ambiguous (flagged) | false rejects: limits before → "
+             "now | false accepts: limits before → now |", "|---|---|---|---|---|---|"]
     for path, r in table.items():
         lines.append(
             f"| {path} | {r['n_good']} | {r['n_failed']} | {r['n_ambiguous']} "
