@@ -211,7 +211,16 @@ def test_qc_limits_per_contrast(identity):
     other = reg.registration_qc(shifted, GRID_AFFINE, identity, "MEGRE")
     assert "NCC" not in other["flag"] and "brain coverage" in other["flag"]
     assert reg.qc_limits("T1w")["min_ncc"] == 0.7
-    assert np.isnan(reg.qc_limits("Chimap")["min_ncc"])
+    assert np.isnan(reg.qc_limits("MEGRE")["min_ncc"])
+    # χ against the χ template (QC corpus): NCC checked, no log-Jacobian gate.
+    assert reg.qc_limits("Chimap")["min_ncc"] == 0.5
+    assert reg.qc_flag({"ncc": 0.6, "brain_coverage": 0.8, "log_jacobian_sd": 0.54},
+                       "Chimap") == ""
+    assert "NCC 0.42 < 0.5" in reg.qc_flag({"ncc": 0.42, "brain_coverage": 0.78,
+                                             "log_jacobian_sd": 0.49}, "Chimap")
+    assert reg.qc_flag({"ncc": 0.6, "brain_coverage": 0.8, "log_jacobian_sd": 0.54},
+                       "T1w") == ("NCC 0.60 < 0.7; brain coverage 0.80 < 0.85; "
+                                  "log-Jacobian SD 0.54 > 0.3")
     # Exclusion follows on_qc_failure.
     failed = reg.Registration([], [], reg.RegistrationSettings(), qc={"flag": "x"})
     assert "failed QC (x)" in reg.qc_failure(failed, reg.RegistrationSettings())

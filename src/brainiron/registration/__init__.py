@@ -2,7 +2,8 @@
 
 One pipeline (:func:`register`) for every registration image — T1w, magnitude (MEGRE), R2*
 and χ (against the χ-contrast template, :func:`chi_template`) — with one QC
-(:func:`registration_qc`, per-contrast limits in :data:`QC_LIMITS`); :func:`native_atlas`
+(:func:`registration_qc`, per-contrast limits in :data:`QC_LIMITS`; the labels' contrast on
+the maps, :func:`label_contrast_qc`); :func:`native_atlas`
 then puts the atlas labels, their probabilities, the dentate and the brain mask on the
 maps' grid. Modules:
 
@@ -56,9 +57,14 @@ from .pipeline import (
     uses_chi_template,
 )
 from .qc import (
+    IRON_CONTRAST_REGIONS,
+    LABEL_CONTRAST_LIMITS,
     QC_LIMITS,
     RECORDED_SETTINGS,
+    iron_contrast,
+    label_contrast_qc,
     qc_failure,
+    qc_flag,
     qc_limits,
     qc_record,
     registration_qc,
@@ -101,6 +107,8 @@ __all__ = [
     "rigid_motion",
     "with_coregistration",
     "CHI_TEMPLATE_AGE_YEARS",
+    "IRON_CONTRAST_REGIONS",
+    "LABEL_CONTRAST_LIMITS",
     "QC_LIMITS",
     "RECORDED_SETTINGS",
     "TEMPLATES",
@@ -121,6 +129,8 @@ __all__ = [
     "foreground_mask",
     "forward_warp",
     "from_ants",
+    "iron_contrast",
+    "label_contrast_qc",
     "label_lookup",
     "local_stage",
     "maps_grid_warp",
@@ -129,6 +139,7 @@ __all__ = [
     "probseg_header",
     "probseg_sidecar",
     "qc_failure",
+    "qc_flag",
     "qc_limits",
     "qc_record",
     "register",

@@ -14,6 +14,12 @@
 
 and flags the registration when one of them is outside the limits of :data:`QC_LIMITS`
 (per contrast: the NCC is only meaningful when the contrasts match, i.e. for a T1w).
+
+:func:`label_contrast_qc` checks the result on the maps themselves: the labelled iron-rich
+nuclei must be brighter on the χ (or R2*) map than the labelled thalamus
+(:data:`LABEL_CONTRAST_LIMITS`). On the QC corpus (``benchmarks/bench_qc_corpus.py``,
+docs/registration.md) it is the measure that catches a magnitude image reversed, transposed
+or from another head, which the template-registration measures pass.
 """
 
 from __future__ import annotations
@@ -33,15 +39,39 @@ from .transforms import Registration, forward_warp, warp_image
 if TYPE_CHECKING:  # pragma: no cover
     from .native import NativeAtlas
 
-__all__ = ["QC_LIMITS", "RECORDED_SETTINGS", "qc_failure", "qc_limits", "qc_record",
+__all__ = ["IRON_CONTRAST_REGIONS", "LABEL_CONTRAST_LIMITS", "QC_LIMITS", "RECORDED_SETTINGS",
+           "iron_contrast", "label_contrast_qc", "qc_failure", "qc_flag", "qc_limits",
+           "qc_record",
            "registration_qc", "settings_dict"]
 
 #: QC limits per registration contrast (docs/registration.md): smallest NCC with the warped
-#: template (``nan``: not checked), smallest brain coverage, largest SD of log(Jacobian).
-#: ``default`` applies to any contrast without a row of its own.
+#: template (``nan``: not checked), smallest brain coverage, largest SD of log(Jacobian)
+#: (``nan``: not checked). ``default`` applies to any contrast without a row of its own.
+#: ``Chimap`` (against the χ template; the QC corpus, docs/registration.md): the NCC with
+#: the χ template separates (good 0.62-0.72, reversed / swapped axes 0.39-0.42), the
+#: log-Jacobian SD does not on real χ (0.50-0.54 good and reversed alike, issue 14) and the
+#: coverage of an eroded QSM mask is lower than a T1w's (0.84 on a good real map).
 QC_LIMITS: dict[str, dict[str, float]] = {
     "T1w": {"min_ncc": 0.7, "min_brain_coverage": 0.85, "max_log_jacobian_sd": 0.3},
+    "Chimap": {"min_ncc": 0.5, "min_brain_coverage": 0.75, "max_log_jacobian_sd": math.nan},
     "default": {"min_ncc": math.nan, "min_brain_coverage": 0.85, "max_log_jacobian_sd": 0.3},
+}
+
+#: Regions of :func:`iron_contrast`: the iron-rich nuclei (χ and R2* highest in any
+#: reconstruction) and the reference region (iron-poor grey matter next to them), by the
+#: region names of :func:`brainiron.atlas.region_table` (both hemispheres).
+IRON_CONTRAST_REGIONS: dict[str, tuple[str, ...]] = {
+    "nuclei": ("SNc_PBP_VTA", "SNr", "RN", "GPe", "GPi", "Pu"),
+    "reference": ("Thal",),
+}
+
+#: Smallest iron contrast of the labels (:func:`iron_contrast`, unit-free) per contrast map
+#: (``Chimap``: χ, ``R2starmap``: R2*; a T2* map is read as R2*), chosen on the QC corpus
+#: (docs/registration.md, "QC on a corpus of good and broken registrations"): about midway
+#: between the lowest good case (χ 0.66, R2* 0.32) and the highest failed one (0.44, 0.14).
+LABEL_CONTRAST_LIMITS: dict[str, dict[str, float]] = {
+    "Chimap": {"min_iron_contrast": 0.55},
+    "R2starmap": {"min_iron_contrast": 0.2},
 }
 
 #: The settings written to the QC record (those that change the ANTs calls), in this order.
@@ -121,8 +151,27 @@ def registration_qc(image: np.ndarray, affine: np.ndarray, reg: Registration,
             to_ants(np.zeros(image.shape, np.float32), affine), reg.forward_field,
             do_log=True).numpy()[brain]
         out["log_jacobian_sd"] = round(float(np.std(log_jac[np.isfinite(log_jac)])), 4)
-    out["flag"] = "; ".join(_reasons(out, qc_limits(contrast)))
+    out["flag"] = qc_flag(out, contrast)
     return out
+
+
+def qc_flag(qc: dict, contrast: str) -> str:
+    """The flag of a registration's QC measures under the limits of its contrast.
+
+    Parameters
+    ----------
+    qc : dict
+        ``ncc``, ``brain_coverage`` and (optional) ``log_jacobian_sd``, as
+        :func:`registration_qc` measures them.
+    contrast : str
+        Selects the limits (:func:`qc_limits`).
+
+    Returns
+    -------
+    str
+        Empty when all pass, else the reasons joined by ``"; "``.
+    """
+    return "; ".join(_reasons(qc, qc_limits(contrast)))
 
 
 def _reasons(out: dict, limits: dict[str, float]) -> list[str]:
@@ -133,10 +182,72 @@ def _reasons(out: dict, limits: dict[str, float]) -> list[str]:
     if out["brain_coverage"] < limits["min_brain_coverage"]:
         reasons.append(f"brain coverage {out['brain_coverage']:.2f} < "
                        f"{limits['min_brain_coverage']}")
-    if out.get("log_jacobian_sd", 0.0) > limits["max_log_jacobian_sd"]:
+    if (out.get("log_jacobian_sd") or 0.0) > limits["max_log_jacobian_sd"]:
         reasons.append(f"log-Jacobian SD {out['log_jacobian_sd']:.2f} > "
                        f"{limits['max_log_jacobian_sd']}")
     return reasons
+
+
+def _region_indices(regions) -> list[int]:
+    table = atlas.region_table()
+    atomic = table[(table["kind"] == "atomic") & table["region"].isin(list(regions))]
+    return [int(i) for i in atomic["index"]]
+
+
+def iron_contrast(labels: np.ndarray, values: np.ndarray) -> float:
+    """How much brighter the labelled iron-rich nuclei are than the labelled thalamus.
+
+    ``(median over the nuclei − median over the reference) / (95th − 5th percentile of the
+    map over its finite nonzero support)``, regions of :data:`IRON_CONTRAST_REGIONS`.
+
+    Parameters
+    ----------
+    labels : (X, Y, Z) integer ndarray
+        Atlas labels on the map's grid.
+    values : (X, Y, Z) ndarray
+        The χ (ppm) or R2* (1/s) map.
+
+    Returns
+    -------
+    float
+        Unit-free; 0.66–1.35 (χ) and 0.32–0.55 (R2*) for good registrations on the QC
+        corpus, ≤ 0.44 (χ) / 0.14 (R2*) when the labels miss the nuclei; NaN with fewer than
+        5 voxels in either set.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    valid = np.isfinite(v) & (v != 0)
+    nuclei = np.isin(labels, _region_indices(IRON_CONTRAST_REGIONS["nuclei"])) & valid
+    reference = np.isin(labels, _region_indices(IRON_CONTRAST_REGIONS["reference"])) & valid
+    if nuclei.sum() < 5 or reference.sum() < 5:
+        return math.nan
+    lo, hi = np.percentile(v[valid], [5, 95])
+    return float((np.median(v[nuclei]) - np.median(v[reference])) / max(hi - lo, 1e-12))
+
+
+def label_contrast_qc(labels: np.ndarray, values: np.ndarray, contrast_kind: str) -> dict:
+    """QC of the labels on the maps: the iron-rich nuclei must show on the contrast map.
+
+    Parameters
+    ----------
+    labels : (X, Y, Z) integer ndarray
+        The native atlas labels (:attr:`NativeAtlas.labels`).
+    values : (X, Y, Z) ndarray
+        The contrast map on the same grid: χ (ppm) or R2* (1/s).
+    contrast_kind : {"Chimap", "R2starmap"}
+        Selects the limit of :data:`LABEL_CONTRAST_LIMITS`.
+
+    Returns
+    -------
+    dict
+        ``iron_contrast`` (:func:`iron_contrast`, rounded to 4 decimals), ``contrast_map``
+        and ``flag`` (empty when it passes, else the reason).
+    """
+    value = iron_contrast(labels, values)
+    limit = LABEL_CONTRAST_LIMITS[contrast_kind]["min_iron_contrast"]
+    flag = "" if value >= limit else (
+        f"iron contrast of the labels on the {contrast_kind} {value:.2f} < {limit} (the "
+        "iron-rich nuclei are not where the labels are)")
+    return {"iron_contrast": round(value, 4), "contrast_map": contrast_kind, "flag": flag}
 
 
 def qc_failure(reg: Registration, settings: RegistrationSettings) -> str | None:

@@ -3,7 +3,8 @@ probabilities, brain mask and QC.
 
 The atlas nuclei come through the registration (:func:`brainiron.registration.register`);
 the dentate is then segmented from the contrast map inside the warped search region
-(:func:`brainiron.registration.native_atlas`).
+(:func:`brainiron.registration.native_atlas`), and the labels must show the iron-rich nuclei
+on that map (:func:`brainiron.registration.label_contrast_qc`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,12 @@ def main(smk) -> None:
         if settings.chi_local_stage and contrast_kind == "Chimap" and kind != "Chimap":
             result = reg.chi_local_stage(result, values, shape, affine, scratch, settings)
         native = reg.native_atlas(result, shape, affine, values, contrast_kind, scratch)
+        label_qc = reg.label_contrast_qc(native.labels, values, contrast_kind)
+        if label_qc["flag"] and settings.on_qc_failure == "exclude":
+            raise InputError(image_path, (
+                f"registration to the template failed QC on {Path(smk.input.contrast).name} "
+                f"({label_qc['flag']}); the subject is left out (set "
+                "registration.on_qc_failure: flag to keep it, flagged)"))
         t0 = time.perf_counter()
         reg.save_transforms(result, shape, affine, out.xfm_forward, out.xfm_inverse, scratch,
                             forward_field=native.forward_field)
@@ -78,6 +85,9 @@ def main(smk) -> None:
     write_json(sidecars["xfm_inverse_json"], out.xfm_inverse_json)
     record = reg.qc_record(result, native, kind=kind, image_path=image_path,
                            threads=smk.threads, timing=timing)
+    record["label_contrast"] = label_qc
+    if label_qc["flag"]:
+        record["flag"] = "; ".join(f for f in (record.get("flag"), label_qc["flag"]) if f)
     if coreg_qc is not None:
         record["coregistration"] = coreg_qc
         if coreg_qc.get("flag"):
