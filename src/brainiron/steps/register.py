@@ -57,12 +57,9 @@ def main(smk) -> None:
         if settings.chi_local_stage and contrast_kind == "Chimap" and kind != "Chimap":
             result = reg.chi_local_stage(result, values, shape, affine, scratch, settings)
         native = reg.native_atlas(result, shape, affine, values, contrast_kind, scratch)
+        # Flag only, never exclude: it measures the iron contrast a study may be about (low
+        # in children, lower SN in RLS), with limits from the phantom only.
         label_qc = reg.label_contrast_qc(native.labels, values, contrast_kind)
-        if label_qc["flag"] and settings.on_qc_failure == "exclude":
-            raise InputError(image_path, (
-                f"registration to the template failed QC on {Path(smk.input.contrast).name} "
-                f"({label_qc['flag']}); the subject is left out (set "
-                "registration.on_qc_failure: flag to keep it, flagged)"))
         t0 = time.perf_counter()
         reg.save_transforms(result, shape, affine, out.xfm_forward, out.xfm_inverse, scratch,
                             forward_field=native.forward_field)
