@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mm, the T1w's grid (default 1)")
     g.add_argument("--max-motion-deg", type=float, default=5.0)
     g.add_argument("--max-motion-mm", type=float, default=5.0)
-    g.add_argument("--image-sets", nargs="+", choices=["T1w", "MEGRE", "Chimap"],
+    g.add_argument("--image-sets", nargs="+", choices=["T1w", "MEGRE", "Chimap", "magnitude"],
                    default=["T1w"], help="cycled by subject: T1w + maps, maps + MEGRE, chi "
                                          "only (default T1w)")
     g.add_argument("--chi-recon", choices=["mixed", "tv", "l2"], default="mixed")

@@ -9,6 +9,9 @@ inside the cerebellar white matter. Per hemisphere:
    MNI; warped to the subject with its registration (:func:`search_labels`).
 2. **Threshold**: Otsu's threshold of the map's values inside the search region (χ, or R2*
    when there is no χ map).
+   When more than :data:`MAX_DENTATE_MM3` lie above it, the threshold has separated tissue
+   from missing or CSF-like values instead, and Otsu's threshold of the values above it is
+   taken.
 3. **Component**: the largest 26-connected component above the threshold, closed by one
    voxel and hole-filled, restricted to the search region.
 4. **Check**: the component must be at least ``min_volume_mm3`` and its median must exceed
@@ -32,7 +35,8 @@ from scipy import ndimage
 
 from . import atlas
 
-__all__ = ["DENTATE_CENTRES_MM", "DENTATE_PRIOR_SEMI_AXES_MM", "dentate_prior", "describe",
+__all__ = ["DENTATE_CENTRES_MM", "DENTATE_PRIOR_SEMI_AXES_MM", "MAX_DENTATE_MM3",
+           "dentate_prior", "describe",
            "search_labels", "segment_dentate"]
 
 #: Centre of the search region per hemisphere, MNI152NLin2009cAsym mm.
@@ -43,6 +47,9 @@ _RADII_MM = np.array([12.0, 14.0, 10.0])
 DENTATE_PRIOR_SEMI_AXES_MM = np.array([5.0, 8.0, 5.0])
 #: Smallest accepted component per contrast, and the contrast it must show (map units).
 MIN_CONTRAST = {"Chimap": 0.02, "R2starmap": 2.0}
+#: More voxels above the threshold than this (mm³; an adult dentate is ~0.8-1.5 cm³, the
+#: search region ~5 cm³ per side) and Otsu is applied again to the upper class.
+MAX_DENTATE_MM3 = 3000.0
 
 
 def _dn_indices() -> dict[str, int]:
@@ -134,6 +141,12 @@ def segment_dentate(values: np.ndarray, search: np.ndarray, voxel_volume_mm3: fl
             record["reason"] = "search region outside the map's coverage"
             continue
         threshold = float(threshold_otsu(v[ok]))
+        above = v[ok][v[ok] > threshold]
+        if above.size * voxel_volume_mm3 > MAX_DENTATE_MM3 and above.size >= 20:
+            # More above than any dentate: Otsu split tissue from missing or CSF-like values
+            # (R2* fits near 0 outside the brain), not the dentate from white matter.
+            threshold = float(threshold_otsu(above))
+            record["rethresholded"] = True
         candidate = np.zeros_like(region)
         candidate[region] = ok & (v > threshold)
         lab, n = ndimage.label(candidate, structure)

@@ -13,7 +13,8 @@ ORIENTATIONS = ("RAS", "LPS", "oblique")
 
 #: Images a realistic subject gets: T1w + maps + MEGRE, maps + MEGRE, or the χ map only.
 IMAGE_SETS = {"T1w": ("T1w", "Chimap", "R2starmap", "MEGRE"),
-              "MEGRE": ("Chimap", "R2starmap", "MEGRE"), "Chimap": ("Chimap",)}
+              "MEGRE": ("Chimap", "R2starmap", "MEGRE"), "Chimap": ("Chimap",),
+              "magnitude": ("MEGRE",)}
 
 #: Fields used by ``realism="realistic"`` only (left out of a basic phantom's description).
 REALISTIC_FIELDS = ("realism", "t1w_voxel_size", "max_motion_deg", "max_motion_mm",
@@ -82,7 +83,8 @@ class PhantomConfig:
         angle, each translation component).
     image_sets : tuple of str
         Keys of :data:`IMAGE_SETS` cycled through by subject (``("T1w", "MEGRE", "Chimap")``
-        makes T1w-coregistered, magnitude-only and χ-only subjects in turn).
+        makes T1w-coregistered, magnitude-registered and χ-only subjects in turn;
+        ``magnitude``: the MEGRE echoes only, no map, whose R2* the workflow fits).
     chi_recon : str
         ``tv`` (sharp), ``l2`` (smooth) or ``mixed`` (alternating by subject, tv first).
     chi_outside : str

@@ -23,6 +23,12 @@ from __future__ import annotations
 
 from ..masks import chi_brain_mask, foreground_mask, template_brain_mask
 from ..settings import RegistrationSettings
+from .contrast_stage import (
+    LOCAL_TEMPLATES,
+    chi_local_stage,
+    contrast_local_stage,
+    refines_on_contrast,
+)
 from .coregister import (
     COREGISTRATION_LIMITS,
     COREGISTRATION_REFERENCES,
@@ -48,7 +54,6 @@ from .native import (
 )
 from .pipeline import (
     align_brain_masks,
-    chi_local_stage,
     describe,
     local_stage,
     register,
@@ -75,6 +80,8 @@ from .templates import (
     TEMPLATES,
     chi_template,
     chi_template_values,
+    r2star_template,
+    r2star_template_values,
     template_brain_mask_image,
     template_data,
     template_image,
@@ -108,6 +115,7 @@ __all__ = [
     "with_coregistration",
     "CHI_TEMPLATE_AGE_YEARS",
     "IRON_CONTRAST_REGIONS",
+    "LOCAL_TEMPLATES",
     "LABEL_CONTRAST_LIMITS",
     "QC_LIMITS",
     "RECORDED_SETTINGS",
@@ -122,6 +130,7 @@ __all__ = [
     "chi_template",
     "chi_template_values",
     "compose_forward",
+    "contrast_local_stage",
     "crop_box",
     "cropped_affine",
     "describe",
@@ -142,6 +151,9 @@ __all__ = [
     "qc_flag",
     "qc_limits",
     "qc_record",
+    "r2star_template",
+    "r2star_template_values",
+    "refines_on_contrast",
     "register",
     "registration_input",
     "registration_qc",

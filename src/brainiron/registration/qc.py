@@ -80,6 +80,7 @@ RECORDED_SETTINGS = (
     "local_refinement", "local_iterations", "local_iterations_coarse", "local_margin_mm",
     "chi_local_iterations", "chi_local_margin_mm", "random_seed", "multicontrast_syn_metric",
     "multicontrast_syn_sampling", "chi_local_stage", "coregistration_transform",
+    "r2star_local_stage", "chi_local_iterations_fine",
 )
 
 

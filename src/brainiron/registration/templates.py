@@ -49,6 +49,8 @@ __all__ = [
     "TEMPLATES",
     "chi_template",
     "chi_template_values",
+    "r2star_template",
+    "r2star_template_values",
     "template_brain_mask_image",
     "template_data",
     "template_image",
@@ -59,9 +61,30 @@ __all__ = [
 CHI_TEMPLATE_AGE_YEARS = 50.0
 
 #: The templates a subject image is registered with, and how the QC record names them.
-TEMPLATES = {"T1w": "T1w", "chi": "chi (brainiron.registration.templates)"}
+TEMPLATES = {"T1w": "T1w", "chi": "chi (brainiron.registration.templates)",
+             "r2star": "R2* (brainiron.registration.templates)"}
 
 _FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+
+
+def _class_iron(age_years: float) -> pd.DataFrame:
+    """Every template class's expected iron (mg/kg wet tissue) at ``age_years``."""
+    tissues = norms.phantom_tissues()
+    norm_region = tissues["norm_region"]
+    has_norm = norm_region.notna()
+    iron = np.zeros(len(tissues))
+    iron[has_norm.to_numpy()] = [float(norms.expected_iron(r, age_years))
+                                 for r in norm_region[has_norm]]
+    iron *= tissues["relative_to_norm"].to_numpy(float)
+    return pd.DataFrame({"norm_region": norm_region, "iron_mg_per_kg": iron},
+                        index=tissues.index)
+
+
+def _calibration(name: str, kind: str):
+    cal = norms.calibrations().loc[name]
+    if cal["map"] != kind:
+        raise ValueError(f"calibration {name} is for {cal['map']}, not {kind}")
+    return cal
 
 
 def chi_template_values(age_years: float = CHI_TEMPLATE_AGE_YEARS,
@@ -85,19 +108,67 @@ def chi_template_values(age_years: float = CHI_TEMPLATE_AGE_YEARS,
         ``GM``, ``WM``), with ``norm_region``, ``iron_mg_per_kg`` (mg/kg wet tissue) and
         ``chi_ppm``.
     """
-    cal = norms.calibrations().loc[calibration]
-    if cal["map"] != "Chimap":
-        raise ValueError(f"calibration {calibration} is for {cal['map']}, not Chimap")
-    tissues = norms.phantom_tissues()
-    norm_region = tissues["norm_region"]
-    has_norm = norm_region.notna()
-    iron = np.zeros(len(tissues))
-    iron[has_norm.to_numpy()] = [float(norms.expected_iron(r, age_years))
-                                 for r in norm_region[has_norm]]
-    iron *= tissues["relative_to_norm"].to_numpy(float)
-    chi = value_from_iron(iron, cal, field_strength_T) + tissues["chi_offset_ppm"].to_numpy(float)
-    return pd.DataFrame({"norm_region": norm_region, "iron_mg_per_kg": iron, "chi_ppm": chi},
-                        index=tissues.index)
+    cal = _calibration(calibration, "Chimap")
+    table = _class_iron(age_years)
+    offset = norms.phantom_tissues()["chi_offset_ppm"].to_numpy(float)
+    table["chi_ppm"] = value_from_iron(table["iron_mg_per_kg"], cal, field_strength_T) + offset
+    return table
+
+
+def r2star_template_values(age_years: float = CHI_TEMPLATE_AGE_YEARS,
+                           calibration: str = DEFAULT_CALIBRATIONS["R2starmap"],
+                           field_strength_T: float = 3.0) -> pd.DataFrame:
+    """Normative R2* of every class of the R2*-contrast template.
+
+    Parameters
+    ----------
+    age_years : float
+        Age (years) of the normative iron.
+    calibration : str
+        Name of an R2* calibration in ``calibrations.tsv`` (default: the in-vivo line).
+    field_strength_T : float
+        B0 (T); the calibration scales with it where ``calibrations.tsv`` says so.
+
+    Returns
+    -------
+    DataFrame
+        As :func:`chi_template_values`, with ``r2star_per_s`` (1/s) instead of ``chi_ppm``:
+        the iron's R2* plus the class's ``r2star_offset_per_s`` (myelin in WM, the longer
+        T2* of cortex and CSF), never below 0.
+    """
+    cal = _calibration(calibration, "R2starmap")
+    table = _class_iron(age_years)
+    offset = norms.phantom_tissues()["r2star_offset_per_s"].to_numpy(float)
+    table["r2star_per_s"] = np.maximum(
+        value_from_iron(table["iron_mg_per_kg"], cal, field_strength_T) + offset, 0.0)
+    return table
+
+
+def _paint(values: pd.Series, voxel_mm: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """One value per class painted on the template grid (0 outside the brain), blurred to a
+    ``voxel_mm`` acquisition's point-spread function; read-only."""
+    labels = atlas.template_labels()
+    tissues = atlas.template_tissues()
+    table = atlas.region_table()
+    atomic = table[(table["kind"] == "atomic") & table["available"]]
+    label_lut = np.zeros(int(atomic["index"].max()) + 1, np.float32)
+    label_lut[atomic["index"].to_numpy(int)] = values.loc[atomic["region"]].to_numpy(float)
+    tissue_lut = np.zeros(max(atlas.TISSUE_CLASSES) + 1, np.float32)
+    for index, name in atlas.TISSUE_CLASSES.items():
+        tissue_lut[index] = values.loc[name]
+    lab = np.asarray(labels.data)
+    data = np.where(lab > 0, label_lut[np.clip(lab, 0, None)],
+                    tissue_lut[np.asarray(tissues.data)]).astype(np.float32)
+    # The dentate has no atlas label but is one of the brightest structures of a χ (and
+    # R2*) map: without it, SyN pulls the cerebellum towards the subject's unmatched dentate.
+    if "DN" in values.index:
+        data[np.asarray(dentate_prior().data) > 0] = values.loc["DN"]
+    if voxel_mm is not None and voxel_mm > 1.0:
+        tpl_voxel = np.sqrt((labels.affine[:3, :3] ** 2).sum(0))
+        sigma = np.sqrt(voxel_mm ** 2 - 1.0) * _FWHM_TO_SIGMA / tpl_voxel
+        data = ndimage.gaussian_filter(data, sigma).astype(np.float32)
+    data.setflags(write=False)
+    return data, labels.affine.copy()
 
 
 @functools.lru_cache(maxsize=8)
@@ -126,29 +197,37 @@ def chi_template(voxel_mm: float | None = None, age_years: float = CHI_TEMPLATE_
     affine : (4, 4) ndarray
         Voxel → MNI152NLin2009cAsym world (mm, RAS).
     """
-    values = chi_template_values(age_years, calibration)["chi_ppm"]
-    labels = atlas.template_labels()
-    tissues = atlas.template_tissues()
-    table = atlas.region_table()
-    atomic = table[(table["kind"] == "atomic") & table["available"]]
-    label_lut = np.zeros(int(atomic["index"].max()) + 1, np.float32)
-    label_lut[atomic["index"].to_numpy(int)] = values.loc[atomic["region"]].to_numpy(float)
-    tissue_lut = np.zeros(max(atlas.TISSUE_CLASSES) + 1, np.float32)
-    for index, name in atlas.TISSUE_CLASSES.items():
-        tissue_lut[index] = values.loc[name]
-    lab = np.asarray(labels.data)
-    data = np.where(lab > 0, label_lut[np.clip(lab, 0, None)],
-                    tissue_lut[np.asarray(tissues.data)]).astype(np.float32)
-    # The dentate has no atlas label but is one of the brightest structures of a χ map:
-    # without it, SyN pulls the cerebellum towards the subject's unmatched dentate.
-    if "DN" in values.index:
-        data[np.asarray(dentate_prior().data) > 0] = values.loc["DN"]
-    if voxel_mm is not None and voxel_mm > 1.0:
-        tpl_voxel = np.sqrt((labels.affine[:3, :3] ** 2).sum(0))
-        sigma = np.sqrt(voxel_mm ** 2 - 1.0) * _FWHM_TO_SIGMA / tpl_voxel
-        data = ndimage.gaussian_filter(data, sigma).astype(np.float32)
-    data.setflags(write=False)
-    return data, labels.affine.copy()
+    return _paint(chi_template_values(age_years, calibration)["chi_ppm"], voxel_mm)
+
+
+@functools.lru_cache(maxsize=8)
+def r2star_template(voxel_mm: float | None = None, age_years: float = CHI_TEMPLATE_AGE_YEARS,
+                    calibration: str = DEFAULT_CALIBRATIONS["R2starmap"],
+                    field_strength_T: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+    """The R2*-contrast template on the MNI152NLin2009cAsym 1 mm grid (cached, read-only).
+
+    Built like :func:`chi_template` from :func:`r2star_template_values`; it drives the
+    nuclei-focused local stage of a magnitude-only subject on its fitted R2* map, where the
+    iron-rich nuclei are bright as on χ (:func:`brainiron.registration.contrast_local_stage`).
+
+    Parameters
+    ----------
+    voxel_mm, age_years
+        As :func:`chi_template`.
+    calibration : str
+        R2* calibration of ``calibrations.tsv`` from iron (mg/kg) to R2* (1/s).
+    field_strength_T : float
+        B0 (T).
+
+    Returns
+    -------
+    data : (193, 229, 193) float32 ndarray
+        R2* in 1/s; 0 outside the brain.
+    affine : (4, 4) ndarray
+        Voxel → MNI152NLin2009cAsym world (mm, RAS).
+    """
+    values = r2star_template_values(age_years, calibration, field_strength_T)["r2star_per_s"]
+    return _paint(values, voxel_mm)
 
 
 def template_data(template: str = "T1w") -> tuple[np.ndarray, np.ndarray]:
@@ -156,9 +235,10 @@ def template_data(template: str = "T1w") -> tuple[np.ndarray, np.ndarray]:
 
     Parameters
     ----------
-    template : {"T1w", "chi"}
-        The MNI152NLin2009cAsym T1 template (brain-extracted, arbitrary units) or the
-        χ-contrast template (ppm, :func:`chi_template`).
+    template : {"T1w", "chi", "r2star"}
+        The MNI152NLin2009cAsym T1 template (brain-extracted, arbitrary units), the
+        χ-contrast template (ppm, :func:`chi_template`) or the R2*-contrast template (1/s,
+        :func:`r2star_template`).
 
     Returns
     -------
@@ -168,6 +248,8 @@ def template_data(template: str = "T1w") -> tuple[np.ndarray, np.ndarray]:
     """
     if template == "chi":
         return chi_template()
+    if template == "r2star":
+        return r2star_template()
     if template != "T1w":
         raise ValueError(f"unknown template {template!r}: expected one of {sorted(TEMPLATES)}")
     tpl = atlas.load_reference("template")
