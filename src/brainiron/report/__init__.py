@@ -1,4 +1,4 @@
-"""Figures and the HTML report: nuclei overlays, group plots and one self-contained page.
+"""Figures and the HTML report: nuclei overlays, group plots, a group page and a page per subject.
 
 From pixels to page:
 
