@@ -6,6 +6,7 @@ Usage::
     python benchmarks/bench_workflow.py                       # 1, 4, then 16 subjects
     python benchmarks/bench_workflow.py --subjects 1 4        # a subset
     python benchmarks/bench_workflow.py --phantom-only        # just generate the phantom
+    python benchmarks/bench_workflow.py --subjects 4 16 --voxel-size 4 --tag 4mm  # report
 
 One phantom of ``max(--subjects)`` subjects is generated first (untimed for the workflow;
 its own time is recorded in ``workflow_phantom.json``) with the settings the workflow's
@@ -60,7 +61,9 @@ def machine() -> dict:
 def generate(root: Path, n: int, voxel: float) -> dict:
     from brainiron.phantom import PhantomConfig, generate_phantom
 
-    info_path = RESULTS / "workflow_phantom.json"
+    # The 1 mm phantom's record keeps its name; other voxel sizes get their own.
+    info_path = RESULTS / ("workflow_phantom.json" if voxel == 1.0 else
+                           f"workflow_phantom_{voxel:g}mm.json")
     if (root / "participants.tsv").exists():
         print(f"[phantom] reusing {root}", flush=True)
         return json.loads(info_path.read_text()) if info_path.exists() else {}
@@ -107,8 +110,11 @@ class TreeSampler(threading.Thread):
 
 
 def rule_of(path: Path) -> str:
+    """The rule of a benchmark file: ``<key>_rule-<rule>.tsv`` or ``rule-<rule>.tsv``
+    (io_spec.json's logs section; older runs: ``<key>_<rule>.tsv``, ``<rule>.tsv``)."""
     name = path.stem
-    m = re.match(r".*_(validate|relaxometry|register|regions)$", name)
+    m = re.search(r"(?:^|_)rule-(\w+)$", name) or \
+        re.match(r".*_(validate|relaxometry|register|regions)$", name)
     return m.group(1) if m else name
 
 
@@ -138,8 +144,10 @@ def append_csv(path: Path, rows: list[dict]) -> None:
 
 
 def run_one(phantom: Path, workdir: Path, n: int, cores: int,
-            deadline: float | None = None, config: list[str] | None = None) -> dict:
-    tag = "".join(f"_{c.replace('=', '-')}" for c in config or [])
+            deadline: float | None = None, config: list[str] | None = None,
+            label: str = "") -> dict:
+    tag = "".join(f"_{c.replace('=', '-')}" for c in config or []) + (f"_{label}" if label
+                                                                      else "")
     out = workdir / f"run-{n}{tag}"
     if out.exists():
         shutil.rmtree(out)
@@ -251,6 +259,8 @@ def main(argv=None) -> int:
     ap.add_argument("--phantom-subjects", type=int, default=None,
                     help="subjects in the phantom (default: max of --subjects)")
     ap.add_argument("--phantom-only", action="store_true")
+    ap.add_argument("--tag", default="", help="appended to the run folder and the "
+                    "workflow_rules_N<N>_<tag>.csv name (e.g. 4mm-before): keeps runs apart")
     ap.add_argument("--deadline-utc", help="HH:MM (today, UTC): stop a run still going then "
                     "and record what finished")
     args = ap.parse_args(argv)
@@ -269,7 +279,7 @@ def main(argv=None) -> int:
         today = time.gmtime()
         deadline = calendar.timegm((today.tm_year, today.tm_mon, today.tm_mday, hh, mm, 0))
     for n in args.subjects:
-        run_one(phantom, args.workdir, n, args.cores, deadline, args.config)
+        run_one(phantom, args.workdir, n, args.cores, deadline, args.config, args.tag)
     return 0
 
 

@@ -7,6 +7,7 @@ warped atlas, and the regional table is computed from them with ``regional_stats
 from __future__ import annotations
 
 import base64
+import io
 import json
 import re
 import shutil
@@ -20,7 +21,7 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from brainiron import atlas, generate_phantom, norms, regional_stats
+from brainiron import atlas, generate_phantom, layout, norms, regional_stats
 from brainiron.io import read_tsv, write_json, write_tsv
 from brainiron.phantom import truth_dir, truth_path
 from brainiron.references import reference, references
@@ -28,6 +29,7 @@ from brainiron.report import (
     REGION_COLOURS,
     SubjectInputs,
     build_report,
+    build_subject_report,
     group_figures,
     methods_text,
     nuclei_cut_coords,
@@ -171,11 +173,22 @@ def _truth_tables(workspace: dict) -> list[Path]:
     return [truth_path(workspace["bids"], pid) for pid in workspace["pids"]]
 
 
+def _pieces(deriv: Path, subjects: list[SubjectInputs], index: Path) -> list[Path]:
+    """Each subject's report piece, where the workflow's report_subject rule puts it."""
+    folders = [layout.figures_dir(deriv, s.key) for s in subjects]
+    for s, folder in zip(subjects, folders, strict=True):
+        build_subject_report(s, folder, index=index)
+    return folders
+
+
 @pytest.fixture(scope="module")
 def report(workspace) -> Path:
+    """The group report as the workflow makes it: the pieces first, then the group page."""
     out = workspace["deriv"] / "report" / "index.html"
-    return build_report(out, _subjects(workspace), **_group_inputs(workspace["deriv"]),
-                        phantom_truth=_truth_tables(workspace))
+    subjects = _subjects(workspace)
+    return build_report(out, subjects, **_group_inputs(workspace["deriv"]),
+                        phantom_truth=_truth_tables(workspace),
+                        pieces=_pieces(workspace["deriv"], subjects, out))
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,6 +203,9 @@ class _Page(HTMLParser):
         super().__init__()
         self.tables: dict[str, dict] = {}
         self.images: list[str] = []
+        self.image_attrs: list[dict] = []
+        self.anchors: list[str] = []
+        self.ids: list[str] = []
         self.scripts = 0
         self.links: list[str] = []
         self._table = None
@@ -199,6 +215,10 @@ class _Page(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
+        if a.get("id"):
+            self.ids.append(a["id"])
+        if tag == "a" and a.get("href"):
+            self.anchors.append(a["href"])
         if tag == "table":
             self._table = a.get("id", f"table-{len(self.tables)}")
             self.tables[self._table] = {"header": [], "rows": []}
@@ -212,6 +232,7 @@ class _Page(HTMLParser):
             self._cell = []
         elif tag == "img":
             self.images.append(a.get("src", ""))
+            self.image_attrs.append(a)
         elif tag == "script":
             self.scripts += 1
             if a.get("src"):
@@ -247,6 +268,11 @@ def _parse(path: Path) -> tuple[_Page, str]:
     page = _Page()
     page.feed(text)
     return page, text
+
+
+def _index_link(text: str) -> str:
+    """The subject page's link back to the group report."""
+    return re.search(r'id="index-link" href="([^"]+)"', text).group(1)
 
 
 def _png(path: Path) -> np.ndarray:
@@ -413,18 +439,94 @@ def test_report_tables(workspace, report):
     assert "&quot;langkammer2012_chi&quot;" in text  # the configuration section
 
 
-def test_report_is_self_contained(report):
+def _local_targets(page: _Page, folder: Path) -> list[Path]:
+    """Every image and link of a page that is a file (not data:, not #anchor), resolved."""
+    refs = [r for r in [*page.images, *page.anchors] if not r.startswith(("data:", "#"))]
+    for ref in refs:
+        assert not re.match(r"^([a-z]+:)?/", ref), f"not a relative link: {ref}"
+    return [(folder / ref).resolve() for ref in refs]
+
+
+def test_report_embeds_group_figures_and_links_each_subject_page(workspace, report):
+    """The group page embeds its few group figures; per subject one lazily loaded,
+    360-pixel-wide thumbnail file, linking (relatively) to the subject's page."""
     page, text = _parse(report)
-    # 2 group figures per map, the phantom truth, and 3 overlays per subject (T1w, χ, R2*).
-    assert len(page.images) == 2 * 2 + 1 + 2 * 3
-    for src in page.images:
+    embedded = [s for s in page.images if s.startswith("data:")]
+    assert len(embedded) == 2 * 2 + 1  # 2 group figures per map and the phantom truth
+    for src in embedded:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    thumbs = [a for a in page.image_attrs if not a["src"].startswith("data:")]
+    assert len(thumbs) == len(workspace["pids"])
+    for pid, attrs in zip(workspace["pids"], thumbs, strict=True):
+        assert attrs["loading"] == "lazy"
+        png = (report.parent / attrs["src"]).resolve()
+        assert png == layout.figures_dir(workspace["deriv"], pid) / layout.figure_name(
+            "report_thumbnail", pid)
+        image = _png(png)
+        assert image.shape[:2] == (int(attrs["height"]), int(attrs["width"])) and \
+            image.shape[1] == 360
+        assert image.std() > 0.05
+    pages = {layout.figures_dir(workspace["deriv"], pid) / layout.figure_name(
+        "report_subject", pid) for pid in workspace["pids"]}
+    targets = _local_targets(page, report.parent)
+    assert pages <= set(targets) and all(p.is_file() for p in targets)
     assert not page.links  # no external script or style sheet
     assert not re.search(r"(src|href)=[\"']?(https?:)?//", text)
     assert page.scripts == 1 and "imagesLoaded" in text
     for png in (report.parent / "figures").glob("*.png"):
         assert png.stat().st_size > 20_000
+
+
+def test_subject_page_shows_its_qc_and_full_size_overlays(workspace, report):
+    """A subject's page: the registration QC record's values, the voxels of each nucleus
+    (counted here in the label image), its three overlays (T1w, χ, R2*) at full size."""
+    for pid in workspace["pids"]:
+        folder = layout.figures_dir(workspace["deriv"], pid)
+        page, text = _parse(folder / layout.figure_name("report_subject", pid))
+        qc = json.loads(layout.subject_path(workspace["deriv"], "registration_qc", pid)
+                        .read_text())
+        facts = dict(page.tables["facts-table"]["rows"])
+        assert float(facts["NCC"]) == qc["ncc"] == 0.95
+        assert facts["registration image"] == "T1w" and facts["template"] == qc["template"]
+        assert facts["registration file"] == f"{pid}_T1w.nii.gz"
+        dseg = layout.subject_path(workspace["deriv"], "dseg", pid)
+        labels = np.asarray(nib.load(dseg).dataobj)
+        lookup = read_tsv(layout.subject_path(workspace["deriv"], "dseg_tsv", pid))
+        voxels = page.tables[f"voxels-{pid}"]
+        counts = dict(zip(voxels["header"], map(int, voxels["rows"][0]), strict=True))
+        assert counts == {n: int((labels == i).sum()) for i, n in
+                          zip(lookup["index"], lookup["name"], strict=True)}
+        assert len(page.images) == 3
+        for src in page.images:  # embedded: the page is one file
+            assert src.startswith("data:image/png;base64,")
+            image = imread(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))[..., :3]
+            assert image.shape[1] == 12 * 90 and image.std() > 0.1
+        assert (folder / _index_link(text)).resolve() == report.resolve()  # back to the index
+        record = json.loads((folder / layout.figure_name("report_subject_json", pid))
+                            .read_text())
+        assert [o["source"] for o in record["overlays"]] == [
+            f"{pid}_{m}.nii.gz" for m in ("T1w", "Chimap", "R2starmap")]
+        assert record["notes"] == [] and not record["thumbnail"]["placeholder"]
+
+
+def test_report_links_survive_moving_the_derivatives(workspace, report, tmp_path):
+    """Every link of the group page and of the subject pages is relative: a moved copy of
+    the derivatives folder opens its own files, none of the original's."""
+    moved = tmp_path / "elsewhere" / "brainiron"
+    shutil.copytree(workspace["deriv"], moved)
+    index = moved / "report" / "index.html"
+    page, _ = _parse(index)
+    targets = _local_targets(page, index.parent)
+    for pid in workspace["pids"]:
+        sub_page = layout.figures_dir(moved, pid) / layout.figure_name("report_subject", pid)
+        sub, _ = _parse(sub_page)
+        targets += _local_targets(sub, sub_page.parent)
+    # per subject: on the group page its thumbnail and two links to its page; on its page
+    # the link back (its overlays are embedded)
+    assert len(targets) == 3 * len(workspace["pids"]) + len(workspace["pids"])
+    for target in targets:
+        assert target.is_file() and target.is_relative_to(moved.resolve()), target
 
 
 def test_methods_cite_the_calibrations(report):
@@ -467,19 +569,35 @@ def test_report_degrades_without_iron_or_comparison(workspace, tmp_path):
 
 
 def test_report_draws_the_images_it_is_given(workspace, tmp_path):
-    """The report reads the image paths it is given (it searches no folder): images that do
-    not exist (a moved dataset) are noted, not fatal; the moved copies are drawn."""
+    """The pieces read the image paths they are given (they search no folder): images that
+    do not exist (a moved dataset) are noted, not fatal; the moved copies are drawn. Without
+    explicit piece folders the group report draws the pieces itself (library use)."""
     bids = tmp_path / "moved"
     shutil.copytree(workspace["bids"] / "sub-01", bids / "sub-01")
     deriv = tmp_path / "brainiron"
     shutil.copytree(workspace["deriv"] / "sub-01", deriv / "sub-01")
     gone = [_subject(deriv, "sub-01", Path("/gone/sub-01/anat"), "sub-01")]
-    page, text = _parse(build_report(tmp_path / "a.html", gone, **_group_inputs(deriv)))
-    assert not page.images and text.count("image not found") == 3  # T1w, χ, R2*
-    moved = [_subject(deriv, "sub-01", bids / "sub-01" / "anat", "sub-01")]
-    page, text = _parse(build_report(tmp_path / "b.html", moved, **_group_inputs(deriv)))
-    assert len(page.images) == 3 and "image not found" not in text
+    out = build_report(tmp_path / "a" / "index.html", gone, **_group_inputs(deriv))
+    page, text = _parse(out)
     assert "regions.tsv is missing or unreadable" in text
+    piece = out.parent / "subjects" / "sub-01"
+    sub, sub_text = _parse(piece / "sub-01_report.html")
+    assert not sub.images and sub_text.count("image not found") == 3  # T1w, χ, R2*
+    # the group page shows a grey placeholder (the rule's thumbnail output always exists)
+    assert json.loads((piece / "sub-01_report.json").read_text())["thumbnail"]["placeholder"]
+    assert len(page.images) == 1 and _png(piece / page.images[0].split("/")[-1]).std() < 1e-6
+    moved = [_subject(deriv, "sub-01", bids / "sub-01" / "anat", "sub-01")]
+    out = build_report(tmp_path / "b" / "index.html", moved, **_group_inputs(deriv))
+    page, _ = _parse(out)
+    assert [a["loading"] for a in page.image_attrs] == ["lazy"]
+    sub, sub_text = _parse(out.parent / "subjects" / "sub-01" / "sub-01_report.html")
+    assert len(sub.images) == 3 and "image not found" not in sub_text
+    # A subject whose piece is missing is noted on the group page, not fatal.
+    page, text = _parse(build_report(tmp_path / "c.html", moved, **_group_inputs(deriv),
+                                     pieces=[tmp_path / "nowhere"]))
+    assert not page.images and "No report page for this subject" in text
+    with pytest.raises(ValueError, match="out of step"):
+        build_report(tmp_path / "d.html", moved, **_group_inputs(deriv), pieces=[])
 
 
 # --------------------------------------------------------------------------------------------
@@ -494,13 +612,12 @@ def chromium_command(profile: Path, *args: str) -> list[str]:
             *args]
 
 
-def test_report_images_load_in_chromium(report, tmp_path):
-    if not CHROMIUM.exists():
-        print("chromium not installed (apt-get install -y chromium): browser check skipped")
-        pytest.skip("chromium not installed at /usr/bin/chromium")
-    page, _ = _parse(report)
+def _chromium_counts(page_path: Path, profile: Path) -> tuple[int, int]:
+    """(images decoded, images) of a page opened in headless Chromium; the window is tall
+    enough for every lazily loaded thumbnail to be in view, hence loaded."""
     result = subprocess.run(
-        chromium_command(tmp_path / "profile", "--dump-dom", report.resolve().as_uri()),
+        chromium_command(profile, "--window-size=1400,20000", "--dump-dom",
+                         page_path.resolve().as_uri()),
         capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     body = re.search(r"<body[^>]*>", result.stdout)
@@ -508,8 +625,21 @@ def test_report_images_load_in_chromium(report, tmp_path):
     loaded = re.search(r'data-images-loaded="(\d+)"', body.group(0))
     total = re.search(r'data-images-total="(\d+)"', body.group(0))
     assert loaded and total, body.group(0)
-    assert int(total.group(1)) == len(page.images)
-    assert int(loaded.group(1)) == len(page.images)
+    return int(loaded.group(1)), int(total.group(1))
+
+
+def test_report_images_load_in_chromium(workspace, report, tmp_path):
+    """Chromium decodes every image of the group page (embedded figures and the thumbnail
+    files) and of a subject's page (its overlay files)."""
+    if not CHROMIUM.exists():
+        print("chromium not installed (apt-get install -y chromium): browser check skipped")
+        pytest.skip("chromium not installed at /usr/bin/chromium")
+    page, _ = _parse(report)
+    assert _chromium_counts(report, tmp_path / "profile") == (len(page.images),) * 2
+    pid = workspace["pids"][1]
+    sub_page = layout.figures_dir(workspace["deriv"], pid) / layout.figure_name(
+        "report_subject", pid)
+    assert _chromium_counts(sub_page, tmp_path / "profile2") == (3, 3)
 
 
 def test_report_with_sessions(workspace, tmp_path):
@@ -524,11 +654,17 @@ def test_report_with_sessions(workspace, tmp_path):
     write_tsv(regions, deriv / "group" / "regions.tsv")
     subjects = [_subject(deriv, "sub-01_ses-1", workspace["bids"] / "sub-01" / "anat",
                          "sub-01")]
-    page, text = _parse(build_report(tmp_path / "index.html", subjects,
-                                     **_group_inputs(deriv)))
+    index = deriv / "report" / "index.html"
+    page, text = _parse(build_report(index, subjects, **_group_inputs(deriv),
+                                     pieces=_pieces(deriv, subjects, index)))
     assert [r[0] for r in page.tables["qc-table"]["rows"]] == ["sub-01_ses-1"]
     assert 'id="sub-01_ses-1"' in text
-    assert len(page.images) == 2 * 2 + 3  # two figures per map, three overlays
+    assert len(page.images) == 2 * 2 + 1  # two figures per map, one thumbnail
+    folder = deriv / "sub-01" / "ses-1" / "figures"
+    assert page.anchors[-1] == "../sub-01/ses-1/figures/sub-01_ses-1_report.html"
+    sub, sub_text = _parse(folder / "sub-01_ses-1_report.html")
+    assert len(sub.images) == 3
+    assert (folder / _index_link(sub_text)).resolve() == index.resolve()
 
 
 # --------------------------------------------------------------------------------------------
@@ -638,3 +774,20 @@ def test_report_step_pairs_each_subject_with_its_files():
     with pytest.raises(ValueError, match="out of step"):
         subject_inputs(subjects, ["q1", "q2"], ["l1", "l2"], ["t1"], ["r1", "r2"],
                        ["c1", "f1", "c2"])
+
+
+def test_report_subject_step_pairs_maps_with_their_kinds():
+    from brainiron.steps.report_subject import subject_piece_inputs
+
+    made = subject_piece_inputs("sub-01", "q", "l", "t", "r", ["c", "f"],
+                                [["Chimap", "Chimap"], ["R2starmap", "derived"]])
+    assert made.map_files() == {"Chimap": (Path("c"), "Chimap"),
+                                "R2starmap": (Path("f"), "derived")}
+    assert (made.key, made.qc, made.labels, made.lookup, made.registration_image) == (
+        "sub-01", "q", "l", "t", "r")
+    assert subject_piece_inputs("sub-01", "q", "l", "t", "r", "c",
+                                [["Chimap", "Chimap"]]).map_files() == {
+        "Chimap": (Path("c"), "Chimap")}  # one map: Snakemake gives a plain string
+    with pytest.raises(ValueError, match="out of step for sub-01"):
+        subject_piece_inputs("sub-01", "q", "l", "t", "r", ["c"],
+                             [["Chimap", "Chimap"], ["R2starmap", "derived"]])

@@ -159,7 +159,8 @@ def test_second_run_does_nothing_and_a_deleted_subject_is_redone(run_dir):
     plan = _dry_run(run_dir)
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", plan.split("Job stats:")[1], re.M))
     assert jobs == {"all": "1", "validate": "1", "register": "1", "regions": "1", "group": "1",
-                    "compare": "1", "report": "1", "check": "1", "total": "8"}
+                    "compare": "1", "report_subject": "1", "report": "1", "check": "1",
+                    "total": "9"}
     assert "wildcards: folder=sub-02, key=sub-02" in plan
     assert brainiron.run(None, run_dir, cores=2, config={"phantom": PHANTOM}) == 0
     assert (run_dir / "brainiron/sub-02/anat/sub-02_desc-regions_stats.tsv").is_file()

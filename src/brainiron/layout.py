@@ -32,6 +32,10 @@ __all__ = [
     "ATLAS",
     "TEMPLATE",
     "deriv_of",
+    "figure_name",
+    "figure_path",
+    "figure_pattern",
+    "figures_dir",
     "folder_of",
     "group_path",
     "log_path",
@@ -54,10 +58,11 @@ ATLAS: str = _spec()["atlas"]
 
 
 def names() -> dict[str, tuple[str, ...]]:
-    """The output names of each section: ``{"subject": (...), "group": (...), "run": (...),
-    "logs": (...)}``."""
+    """The output names of each section: ``{"subject": (...), "group": (...), "figures":
+    (...), "run": (...), "logs": (...)}``."""
     spec = _spec()
-    return {section: tuple(spec[section]) for section in ("subject", "group", "run", "logs")}
+    return {section: tuple(spec[section]) for section in ("subject", "group", "figures", "run",
+                                                          "logs")}
 
 
 def folder_of(key: str) -> str:
@@ -102,6 +107,31 @@ def subject_path(deriv: str | os.PathLike, name: str, key: str) -> Path:
 def subject_pattern(deriv: str | os.PathLike, name: str) -> str:
     """Snakemake pattern of subject output ``name``, with ``{folder}`` and ``{key}``."""
     return f"{deriv}/{{folder}}/anat/" + subject_name(name, "{key}")
+
+
+def figures_dir(deriv: str | os.PathLike, key: str) -> Path:
+    """The folder of a subject's report pieces: ``<deriv>/sub-01[/ses-2]/figures``."""
+    return Path(deriv) / folder_of(key) / _spec()["figures"]["folder"]
+
+
+def figure_path(deriv: str | os.PathLike, name: str, key: str) -> Path:
+    """Path of report piece ``name`` of ``key`` (in :func:`figures_dir`)."""
+    return figures_dir(deriv, key) / figure_name(name, key)
+
+
+def figure_pattern(deriv: str | os.PathLike, name: str) -> str:
+    """Snakemake pattern of report piece ``name``, with ``{folder}`` and ``{key}``."""
+    return f"{deriv}/{{folder}}/{_spec()['figures']['folder']}/" + figure_name(name, "{key}")
+
+
+def figure_name(name: str, key: str) -> str:
+    """The file name of report piece ``name`` (a key of ``io_spec.json``'s ``figures``,
+    not ``folder``) of ``key`` (``sub-01``, ``sub-01_ses-2`` or Snakemake's ``{key}``)."""
+    spec = _spec()["figures"]
+    if name == "folder" or name not in spec:
+        raise KeyError(f"no report piece {name!r} in io_spec.json (known: "
+                       f"{', '.join(n for n in spec if n != 'folder')})")
+    return spec[name].format(key=key)
 
 
 def group_path(deriv: str | os.PathLike, name: str) -> Path:

@@ -58,6 +58,8 @@ BIDSIGNORE: tuple[tuple[str, str], ...] = (
     ("/group", "group tables (all subjects in one table): BIDS has no group-level "
                "derivative names"),
     ("/report", "the HTML QC report and its figures: not data"),
+    ("**/figures", "each subject's report page and its figures (sub-X[/ses-Y]/figures, as "
+                   "fMRIPrep's): not data"),
     ("/benchmarks", "Snakemake's per-rule run times and memory (TSV, not data)"),
     ("*_xfm.*", "transforms: BIDS has no transform suffix; named as fMRIPrep and "
                 "TemplateFlow do (from-X_to-Y_mode-image_xfm)"),

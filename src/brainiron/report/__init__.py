@@ -1,4 +1,4 @@
-"""Figures and the HTML report: nuclei overlays, group plots and one self-contained page.
+"""Figures and the HTML report: nuclei overlays, group plots, a group page and a page per subject.
 
 From pixels to page:
 
@@ -8,14 +8,18 @@ From pixels to page:
 * :func:`group_figures` draws, per map, each region's statistic by group (box and points,
   left and right hemisphere side by side) and, when the table has iron columns, iron versus
   age with the age-normative curve;
+* :func:`build_subject_report` writes a subject's report piece (rule ``report_subject``, in
+  parallel across subjects): its overlays, a thumbnail, its own page and a JSON record;
 * :func:`build_report` writes ``report/index.html`` from explicitly named inputs (group
-  tables, ``dataset_description.json`` and, per subject, a :class:`SubjectInputs`): one HTML
-  file with every image embedded as a base64 ``data:`` URI and inline CSS, so it opens
-  anywhere without network access and can be mailed or archived as one file.
+  tables, ``dataset_description.json`` and, per subject, a :class:`SubjectInputs` and its
+  piece folder): group figures embedded as base64 ``data:`` URIs, inline CSS, and per
+  subject a lazily loaded thumbnail linking to its page by a relative link, so that a
+  1,000-subject report opens at once and works wherever the derivatives folder is moved.
 
 Modules: :mod:`~brainiron.report.overlays`, :mod:`~brainiron.report.figures`,
 :mod:`~brainiron.report.summaries` (tables shown), :mod:`~brainiron.report.sections` (one
-function per section), :mod:`~brainiron.report.methods` (methods text from each stage's
+function per section), :mod:`~brainiron.report.subject` (a subject's piece),
+:mod:`~brainiron.report.methods` (methods text from each stage's
 ``describe()``, numbered citations), :mod:`~brainiron.report.html` (escaping, tables, the
 page from the templates in ``_assets/``), :mod:`~brainiron.report.inputs` (what the report
 reads) and :mod:`~brainiron.report.build`.
@@ -28,11 +32,13 @@ from .figures import group_figures
 from .inputs import SubjectInputs
 from .methods import methods_text, number_citations
 from .overlays import REGION_COLOURS, display_window, nuclei_cut_coords, subject_overlays
+from .subject import build_subject_report
 
 __all__ = [
     "REGION_COLOURS",
     "SubjectInputs",
     "build_report",
+    "build_subject_report",
     "display_window",
     "group_figures",
     "methods_text",

@@ -2,8 +2,9 @@
 
 The style sheet, the script and the page template are package data under
 ``brainiron/report/_assets/`` (nilearn's ``reporting/_assets`` is the model), filled with
-:class:`string.Template`; nothing here fetches anything from the network, so the page opens
-anywhere and can be mailed or archived as one file.
+:class:`string.Template`; nothing here fetches anything from the network, so a page opens
+anywhere without network access (a subject's page, its images embedded, is one file; the
+group page links the subjects' thumbnails and pages relatively).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from .summaries import (
     with_group,
 )
 
-__all__ = ["ReportData", "SubjectInputs", "SubjectRecord", "load_report_data"]
+__all__ = ["ReportData", "SubjectInputs", "SubjectRecord", "load_report_data", "subject_record"]
 
 PathLike = str | os.PathLike
 
@@ -126,6 +126,11 @@ class ReportData:
     phantom: bool
     figures_dir: Path
     overlays: bool
+    #: Per subject (in ``subjects`` order): its piece's JSON record with ``dir`` (the piece
+    #: folder), ``None`` when missing (:func:`brainiron.report.subject.read_piece`).
+    pieces: list = field(default_factory=list)
+    #: The group report's folder (links to the pieces are relative to it).
+    out_dir: Path = Path(".")
 
     @property
     def statistic(self) -> str:
@@ -165,7 +170,8 @@ def _read_lookup(path: PathLike | None) -> dict[int, str] | None:
     return dict(zip(table["index"].astype(int), table["name"].astype(str), strict=True))
 
 
-def _subject_record(s: SubjectInputs) -> SubjectRecord:
+def subject_record(s: SubjectInputs) -> SubjectRecord:
+    """A subject's files with its QC record and label names read."""
     reg = Path(s.registration_image) if s.registration_image is not None else None
     return SubjectRecord(key=s.key, qc=_read_json(s.qc), labels=Path(s.labels),
                          lookup=_read_lookup(s.lookup),
@@ -176,7 +182,8 @@ def load_report_data(subjects: Sequence[SubjectInputs] = (), *, regions: PathLik
                      comparison: PathLike | None = None, failed: PathLike | None = None,
                      ignored: PathLike | None = None, description: PathLike | None = None,
                      config: Mapping | None = None, phantom_truth: Sequence[PathLike] = (),
-                     figures_dir: PathLike, overlays: bool = True) -> ReportData:
+                     figures_dir: PathLike, overlays: bool = True,
+                     pieces: Sequence[dict | None] = (), out_dir: PathLike = ".") -> ReportData:
     """Read the report's inputs (the parameters of :func:`brainiron.report.build_report`)."""
     if config is None:
         generated = _read_json(description).get("GeneratedBy") or [{}]
@@ -189,6 +196,7 @@ def load_report_data(subjects: Sequence[SubjectInputs] = (), *, regions: PathLik
     return ReportData(
         config=config, settings=Settings.from_config(config), regions=table, refined=refined,
         comparison=read_optional_tsv(comparison), failed=read_optional_tsv(failed),
-        ignored=read_optional_tsv(ignored), subjects=[_subject_record(s) for s in subjects],
+        ignored=read_optional_tsv(ignored), subjects=[subject_record(s) for s in subjects],
         truth=read_truth_tables(phantom_truth) if phantom_truth else None,
-        phantom=bool(phantom_truth), figures_dir=Path(figures_dir), overlays=overlays)
+        phantom=bool(phantom_truth), figures_dir=Path(figures_dir), overlays=overlays,
+        pieces=list(pieces), out_dir=Path(out_dir))

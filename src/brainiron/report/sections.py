@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
-import re
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .. import __version__
 from .figures import group_figures, save_figure, truth_figure
-from .html import esc, img_tag, kv_table, pretty_json, table
+from .html import esc, fmt, img_tag, kv_table, pretty_json, table
 from .inputs import ReportData, SubjectRecord
 from .methods import methods_html, methods_text
-from .overlays import nuclei_cut_coords, subject_overlays
+from .subject import relative_href
 from .summaries import (
     MAP_UNITS,
     comparison_display,
@@ -40,7 +38,6 @@ __all__ = [
     "regional_summary",
     "report_sections",
     "software",
-    "subject_section",
     "subjects",
     "summary",
 ]
@@ -194,72 +191,41 @@ def phantom(data: ReportData) -> str:
 
 
 def subjects(data: ReportData) -> str:
-    """One section per subject: QC facts, labelled voxels, overlays."""
+    """One small card per subject: a lazily loaded thumbnail of its first overlay and its
+    key, both linking to the subject's own page (its report piece), and its NCC."""
     if not data.subjects:
         return _note("No subject with a registration QC file.")
-    return "".join(subject_section(s, data.figures_dir, data.overlays) for s in data.subjects)
+    pieces = data.pieces or [None] * len(data.subjects)
+    intro = ("<p class='small'>Each subject's nuclei overlays (registration image and maps, "
+             "full size) and registration facts are on its own page: click a thumbnail.</p>"
+             if data.overlays else _note("Overlays not drawn."))
+    cards = [_subject_card(s, piece, data) for s, piece in zip(data.subjects, pieces,
+                                                                strict=True)]
+    return intro + '<div class="gallery">' + "".join(cards) + "</div>"
 
 
-def _backgrounds(s: SubjectRecord) -> list[tuple[str, str, Path | None, str | None]]:
-    """(slug, label, path, units) of each overlay's background: the registration image, then
-    each quantified map that is not the registration image."""
-    kind = s.qc.get("registration_image") or "registration"
-    reg = s.registration_image
-    out = [("registration", f"registration image ({kind})", reg, MAP_UNITS.get(kind))]
-    for map_name, (path, source) in s.maps.items():
-        if reg is not None and path.resolve() == reg.resolve():
-            continue
-        shown = source if source in MAP_UNITS else map_name  # R2* from a T2* map: show T2*
-        out.append((shown, map_label(shown), path, MAP_UNITS.get(shown)))
-    return out
-
-
-def _overlays(s: SubjectRecord, figs: Path) -> list[str]:
-    out, cuts = [], None
-    for slug, label, path, units in _backgrounds(s):
-        if path is None or not path.is_file():
-            name = f" ({esc(path.name)})" if path is not None else ""
-            out.append(_note(f"{esc(label)}: image not found{name}."))
-            continue
-        png = figs / f"{s.key}_desc-{re.sub(r'[^A-Za-z0-9]', '', slug)}_overlay.png"
-        try:
-            if cuts is None:
-                cuts = nuclei_cut_coords(s.labels, s.lookup)
-            subject_overlays(path, s.labels, png, title=f"{s.key} · {label}", cut_coords=cuts,
-                             units=units, lookup=s.lookup)
-        except Exception as exc:  # noqa: BLE001 - one bad image must not stop the report
-            out.append(_note(f"{esc(label)}: overlay failed ({esc(exc)})", "bad"))
-            continue
-        out.append(f"<p class='small'>{esc(label)}: {esc(path.name)}</p>"
-                   + img_tag(png, f"{s.key} {label}"))
-    return out
-
-
-def subject_section(s: SubjectRecord, figs: Path, overlays: bool = True) -> str:
-    """A subject's ``<section>``: registration facts, voxels per nucleus, overlays (PNGs
-    written to ``figs``)."""
-    qc = s.qc
-    out = [f'<section class="subject" id="{esc(s.key)}"><h3>{esc(s.key)}</h3>']
-    facts = [("registration image", qc.get("registration_image")),
-             ("registration file", Path(str(qc.get("registration_image_path") or "n/a")).name),
-             ("NCC", qc.get("ncc")), ("seconds", qc.get("seconds")),
-             ("template", qc.get("template"))]
-    settings = qc.get("settings") or {}
-    if settings:
-        facts.append(("transform", f"{settings.get('transform')} ({settings.get('syn_metric')})"))
-    out.append(kv_table(facts))
-    voxels = qc.get("label_voxels") or {}
-    if voxels:
-        empty = [n for n, v in voxels.items() if not v and not n.startswith("DN")]
-        if empty:
-            out.append(_note(f"No voxel labelled for: {esc(', '.join(empty))}", "bad"))
-        out.append("<details><summary>Labelled voxels per nucleus</summary>"
-                   + table(pd.DataFrame([voxels]), f"voxels-{s.key}") + "</details>")
-    if overlays and not s.labels.is_file():
-        out.append(_note(f"Label image {esc(s.labels.name)} missing: no overlays."))
-    elif overlays:
-        out.extend(_overlays(s, figs))
-    return "".join(out) + "</section>"
+def _subject_card(s: SubjectRecord, piece: dict | None, data: ReportData) -> str:
+    key = esc(s.key)
+    caption = f"NCC {esc(fmt(s.qc.get('ncc')))}"
+    voxels = s.qc.get("label_voxels") or {}
+    empty = [n for n, v in voxels.items() if not v and not n.startswith("DN")]
+    notes = [f"no voxel labelled for: {', '.join(empty)}"] if empty else []
+    if piece is None:
+        body = _note("No report page for this subject.", "bad") if data.overlays else ""
+        return (f'<figure class="subject" id="{key}">{body}<figcaption>{key} · {caption}'
+                f"</figcaption></figure>")
+    href = relative_href(piece["dir"] / piece["page"], data.out_dir)
+    notes += [n["text"] for n in piece.get("notes", []) if n.get("bad")]
+    thumb = piece.get("thumbnail")
+    img = ""
+    if thumb:
+        src = relative_href(piece["dir"] / thumb["file"], data.out_dir)
+        img = (f'<a href="{href}"><img class="thumb" src="{src}" loading="lazy" '
+               f'decoding="async" width="{int(thumb["width"])}" '
+               f'height="{int(thumb["height"])}" alt="{key} overlay"></a>')
+    bad = "".join(f"<br><span class='badtext'>{esc(n)}</span>" for n in notes)
+    return (f'<figure class="subject" id="{key}">{img}<figcaption><a class="subject-page" '
+            f'href="{href}">{key}</a> · {caption}{bad}</figcaption></figure>')
 
 
 def methods(data: ReportData) -> str:

@@ -1,19 +1,22 @@
-"""Rule ``report``: the self-contained HTML report (tables, figures, overlays, methods).
+"""Rule ``report``: the group HTML report (tables, group figures, methods) linking to each
+subject's page (the pieces of rule ``report_subject``; this rule draws no overlay).
 
 The rule lists every subject's files in the same order (``input.qc``, ``input.labels``,
-``input.labels_tsv``, ``input.registration``), the quantified maps subject after subject
-(``input.maps``), and in ``params.subjects`` each subject's key with the names and source
-kinds of its maps, which say how ``input.maps`` splits.
+``input.labels_tsv``, ``input.registration``, ``input.pieces``: the pieces' records), the
+quantified maps subject after subject (``input.maps``), and in ``params.subjects`` each
+subject's key with the names and source kinds of its maps, which say how ``input.maps``
+splits (the methods count fitted and reconstructed maps from the kinds).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from ..report import SubjectInputs, build_report
 
 
-def _files(value) -> list[str]:
+def files_of(value) -> list[str]:
     """A named input as a list (Snakemake gives one file as a plain string)."""
     return [value] if isinstance(value, str) else [str(v) for v in value]
 
@@ -40,8 +43,10 @@ def subject_inputs(subjects: Sequence, qc: Sequence[str], labels: Sequence[str],
 
 def main(smk) -> None:
     i = smk.input
-    subjects = subject_inputs(smk.params.subjects, _files(i.qc), _files(i.labels),
-                              _files(i.labels_tsv), _files(i.registration), _files(i.maps))
+    subjects = subject_inputs(smk.params.subjects, files_of(i.qc), files_of(i.labels),
+                              files_of(i.labels_tsv), files_of(i.registration), files_of(i.maps))
+    pieces = [Path(p).parent for p in files_of(i.pieces)]
     build_report(smk.output.report, subjects, regions=i.regions, comparison=i.comparison,
                  failed=i.failed, ignored=i.ignored, description=i.description,
-                 phantom_truth=_files(i.truth), figures_dir=smk.output.figures)
+                 phantom_truth=files_of(i.truth), figures_dir=smk.output.figures,
+                 pieces=pieces)

@@ -1,10 +1,44 @@
-# The HTML QC report. Its inputs are exactly the files the report reads: the group tables,
-# the derivatives' dataset_description.json (the run's configuration) and, per subject in
-# subjects() order, the registration QC, the label image with its lookup table, and the
-# images the nuclei are drawn on: the registration image and the quantified maps of the
-# subject's plan (params.subjects: each subject's key and its maps' names and source kinds,
-# which say how input.maps splits). The phantom's truth tables only for the phantom.
+# The HTML QC report, in two steps.
+#
+# report_subject: per subject (x session), in parallel and re-made only when that subject's
+# files change, its report piece in <deriv>/sub-X[/ses-Y]/figures/ (brainiron.layout): its
+# own page with the nuclei overlays on the registration image and on each quantified map of
+# its plan, a thumbnail and a JSON record (written last; the report reads it).
+#
+# report: the group page. Its inputs are exactly the files it reads: the group tables, the
+# derivatives' dataset_description.json (the run's configuration) and, per subject in
+# subjects() order, the registration QC, the label image with its lookup table, the images
+# of its plan (params.subjects: each subject's key and its maps' names and source kinds,
+# which say how input.maps splits) and its piece's record. It draws the group figures only;
+# each subject is a lazily loaded thumbnail linking to its page. The phantom's truth tables
+# only for the phantom.
 from brainiron.phantom import truth_path
+
+
+rule report_subject:
+    input:
+        qc=out("registration_qc"),
+        labels=out("dseg"),
+        labels_tsv=out("dseg_tsv"),
+        registration=lambda w: plan(w).overlay_image,
+        maps=lambda w: [path for path, _ in plan(w).maps.values()],
+    output:
+        page=layout.figure_pattern(DERIV, "report_subject"),
+        thumbnail=layout.figure_pattern(DERIV, "report_thumbnail"),
+        record=layout.figure_pattern(DERIV, "report_subject_json"),
+    params:
+        maps=lambda w: [[name, kind] for name, (_, kind) in plan(w).maps.items()],
+        index=group_out("report"),
+    conda:
+        "../envs/brainiron.yaml"
+    log:
+        subject_log("report_subject"),
+    benchmark:
+        subject_benchmark("report_subject")
+    resources:
+        mem_mb=2000,
+    script:
+        "../scripts/report_subject.py"
 
 
 rule report:
@@ -19,6 +53,9 @@ rule report:
         labels_tsv=subject_outputs("dseg_tsv"),
         registration=lambda w: [plan_of(s.key).overlay_image for s in subjects()],
         maps=lambda w: [path for s in subjects() for path, _ in plan_of(s.key).maps.values()],
+        pieces=lambda w: [
+            str(layout.figure_path(DERIV, "report_subject_json", s.key)) for s in subjects()
+        ],
         truth=lambda w: [str(truth_path(BIDS_DIR, s.key)) for s in subjects()]
         if PHANTOM
         else [],
