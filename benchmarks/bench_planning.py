@@ -14,7 +14,8 @@ the trees cost no disk space and discovery reads N × 27 real files (headers and
 For each N, in a fresh output folder, the shipped Snakefile and configuration are planned with
 ``python -m snakemake --snakefile ... --directory <out> --configfile <out>/config.yaml
 --cores 2 -n --quiet rules`` (what ``brainiron run --dry-run`` starts, without its own
-dataset check), under ``/usr/bin/time`` (wall time, maximum resident set size):
+dataset check), under ``/usr/bin/time`` (wall time, CPU time = user + system, which depends
+less on what else the machine runs, maximum resident set size):
 
 * **cold**: no discovery cache (``<out>/.brainiron/discovery.json``, brainiron.bids.cache);
 * **warm**: the same command again (the cache written by the cold run is used);
@@ -82,15 +83,17 @@ def build_tree(source: Path, n: int, dest: Path) -> Path:
     return dest
 
 
-def timed(cmd: list[str], log: Path) -> tuple[int, float, float, str]:
-    """(exit status, wall s, peak RSS MB, output) of ``cmd`` under /usr/bin/time."""
-    fmt = "BENCH %e %M"
+def timed(cmd: list[str], log: Path) -> tuple[int, float, float, float, str]:
+    """(exit status, wall s, CPU s (user + system), peak RSS MB, output) of ``cmd`` under
+    /usr/bin/time."""
+    fmt = "BENCH %e %U %S %M"
     with open(log, "w") as fh:
         status = subprocess.call(["/usr/bin/time", "-f", fmt, *cmd], stdout=fh,
                                  stderr=subprocess.STDOUT)
     text = log.read_text()
-    match = re.findall(r"^BENCH ([\d.]+) (\d+)$", text, flags=re.M)[-1]
-    return status, float(match[0]), int(match[1]) / 1024, text
+    match = re.findall(r"^BENCH ([\d.]+) ([\d.]+) ([\d.]+) (\d+)$", text, flags=re.M)[-1]
+    return (status, float(match[0]), float(match[1]) + float(match[2]), int(match[3]) / 1024,
+            text)
 
 
 def code_version() -> str:
@@ -135,10 +138,10 @@ def measure(n: int, tree: Path, workdir: Path, writer) -> None:
         if drop_cache:
             cache.unlink(missing_ok=True)
         before = loadavg()
-        status, wall, rss, text = timed(cmd, out / f"bench-{kind.replace(', ', '-')}.log")
+        status, wall, cpu, rss, text = timed(cmd, out / f"bench-{kind.replace(', ', '-')}.log")
         row = {"date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "subjects": n,
-               "run": kind, "exit": status, "wall_s": round(wall, 2), "peak_rss_mb":
-               round(rss), "jobs_planned": planned_jobs(text),
+               "run": kind, "exit": status, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+               "peak_rss_mb": round(rss), "jobs_planned": planned_jobs(text),
                "cache_mb": round(cache.stat().st_size / 2**20, 1) if cache.exists() else 0,
                "load_before": before, "load_after": loadavg(), "code": code_version()}
         writer(row)
@@ -156,8 +159,8 @@ def main(argv=None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     source = phantom_subject(args.workdir)
     path = RESULTS / "planning.csv"
-    fields = ["date_utc", "subjects", "run", "exit", "wall_s", "peak_rss_mb", "jobs_planned",
-              "cache_mb", "load_before", "load_after", "code"]
+    fields = ["date_utc", "subjects", "run", "exit", "wall_s", "cpu_s", "peak_rss_mb",
+              "jobs_planned", "cache_mb", "load_before", "load_after", "code"]
     new = not path.exists()
 
     def write(row):
