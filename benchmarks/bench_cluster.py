@@ -16,6 +16,8 @@ into a fresh output folder with ``brainiron.run(phantom, out, cores=2, extra_arg
   group, one SLURM job per subject's chain);
 * ``ungrouped``: a copy of that profile without its ``groups`` and ``group-components``
   entries (one SLURM job per rule and subject, as before);
+* ``grouped2``: the shipped profile with ``--group-components subject=2`` (two subjects'
+  chains per SLURM job);
 * ``local``: no profile, ``--cores 2``.
 
 Both SLURM runs add the site's ``--default-resources slurm_account=root slurm_partition=debug``
@@ -83,10 +85,12 @@ def run_one(mode: str, phantom: Path, out: Path, cluster, init_seconds: int,
     shutil.rmtree(out, ignore_errors=True)
     extra: list[str] = []
     if mode != "local":
-        profile = PROFILES / "slurm" if mode == "grouped" else ungrouped_profile(
+        profile = PROFILES / "slurm" if mode != "ungrouped" else ungrouped_profile(
             profiles / "ungrouped")
         extra = ["--profile", str(profile), *SITE_ARGS,
                  "--slurm-init-seconds-before-status-checks", str(init_seconds)]
+        if mode == "grouped2":
+            extra += ["--group-components", "subject=2"]
     before_ids = set(sacct(cluster)["JobIDRaw"]) if cluster else set()
     load_before = loadavg()
     t0 = time.perf_counter()
