@@ -2,8 +2,9 @@
 
 A real cluster is started on this machine (``slurm_cluster.SlurmCluster``: munged, MariaDB,
 slurmdbd, slurmctld, slurmd; Debian packages ``slurm-wlm munge slurmdbd mariadb-server``), the
-2-subject phantom at 4 mm is run once through ``--profile workflow/profiles/slurm`` (every rule
-an sbatch job) and once locally with ``--cores 2``, and the group tables must agree. The test
+2-subject phantom at 4 mm is run once through ``--profile workflow/profiles/slurm`` (each
+subject's chain one sbatch job, the profile's ``subject`` group; every group-level rule its
+own job) and once locally with ``--cores 2``, and the group tables must agree. The test
 skips, saying why, when the executor plugin (``pip install -e '.[slurm]'``) or the cluster's
 programs are missing or the process is not root; it never installs anything.
 """
@@ -119,14 +120,29 @@ def test_wall_times(runs, cluster, capsys):
     assert local_status == 0
 
 
-def test_every_rule_ran_as_a_slurm_job(runs, cluster):
+def _subject_rules(out: Path, key: str) -> set[str]:
+    """The rules that ran for one subject: its benchmark files (rule-<name>.tsv)."""
+    files = (out / "brainiron" / "benchmarks").rglob(f"{key}_rule-*.tsv")
+    return {f.name.removesuffix(".tsv").split("_rule-", 1)[1] for f in files}
+
+
+def test_each_subject_ran_as_one_slurm_job(runs, cluster):
     out = runs["slurm"][0]
     jobs = _jobs(cluster)
-    rules = jobs["Comment"].str.extract(r"^rule_([a-z]+)")[0]
-    counts = rules.value_counts().to_dict()
-    # 2 subjects: phantom, 2 x (validate, register, regions), group, compare, report, check.
-    assert counts == {"phantom": 1, "validate": 2, "register": 2, "regions": 2, "group": 1,
-                      "compare": 1, "report": 1, "check": 1}, jobs
+    # A group job's comment is rule_<group>_<its rules, sorted, joined by _>.
+    grouped = jobs[jobs["Comment"].str.startswith("rule_subject_")]
+    rules = jobs.loc[~jobs.index.isin(grouped.index), "Comment"].str.extract(
+        r"^rule_([a-z_]+?)(?:_wildcards_.*)?$")[0]
+    # 2 subjects: phantom, 2 x subject (validate -> register -> regions [-> report_subject]),
+    # then group, compare, report, check.
+    assert len(grouped) == 2, jobs
+    assert rules.value_counts().to_dict() == {"phantom": 1, "group": 1, "compare": 1,
+                                              "report": 1, "check": 1}, jobs
+    for key in ("sub-01", "sub-02"):
+        ran = _subject_rules(out, key)
+        assert {"validate", "register", "regions"} <= ran, (key, ran)
+    for comment in grouped["Comment"]:
+        assert all(f"_{rule}" in comment for rule in _subject_rules(out, "sub-01")), comment
     assert (jobs["State"] == "COMPLETED").all(), jobs
     assert jobs["JobName"].nunique() == 1  # one Snakemake run (its run id names the jobs)
     # The outputs are the SLURM run's own (not copied or made locally).
@@ -134,17 +150,27 @@ def test_every_rule_ran_as_a_slurm_job(runs, cluster):
 
 
 def test_profile_resources_reach_sbatch(runs, cluster):
-    jobs = _jobs(cluster).assign(rule=lambda t: t["Comment"].str.extract(r"^rule_([a-z]+)")[0])
+    out = runs["slurm"][0]
+    jobs = _jobs(cluster)
+    grouped = jobs[jobs["Comment"].str.startswith("rule_subject_")]
+    jobs = jobs.assign(rule=jobs["Comment"].str.extract(r"^rule_([a-z]+)")[0])
     by_rule = jobs.drop_duplicates("rule").set_index("rule")
-    # threads -> --cpus-per-task; mem_mb (from the rules / config.yaml) -> --mem;
-    # runtime (from the profile) -> --time.
-    assert by_rule.loc["register", "ReqCPUS"] == "2"
     config = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    assert by_rule.loc["register", "ReqMem"] == f"{config['registration']['mem_mb']}M"
-    assert by_rule.loc["register", "Timelimit"] == "00:30:00"
-    assert by_rule.loc["validate", "ReqCPUS"] == "1"
-    assert by_rule.loc["validate", "ReqMem"] == "2000M"
-    assert by_rule.loc["validate", "Timelimit"] == "00:10:00"
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    # A subject's job runs its rules one after another: CPUs and memory of the largest
+    # (register: `threads` -> --cpus-per-task, registration.mem_mb -> --mem), time limit the
+    # sum of the profile's runtimes of the rules it ran (-t).
+    ran = _subject_rules(out, "sub-01")
+    minutes = sum(profile["set-resources"][rule]["runtime"] for rule in ran)
+    assert minutes >= 55  # validate 10 + register 30 + regions 15 at least
+    for _, job in grouped.iterrows():
+        assert job["ReqCPUS"] == str(config["threads"]) == "2", job
+        assert job["ReqMem"] == f"{config['registration']['mem_mb']}M", job
+        assert job["Timelimit"] == f"{minutes // 60:02d}:{minutes % 60:02d}:00", job
+    # Group-level jobs: their own rule's resources.
+    assert by_rule.loc["group", "ReqCPUS"] == "1"
+    assert by_rule.loc["group", "ReqMem"] == "2000M"
+    assert by_rule.loc["group", "Timelimit"] == "00:15:00"
     assert by_rule.loc["check", "ReqMem"] == "500M"
     # The site's account and partition (--default-resources) reached every job.
     assert (jobs["Account"] == "root").all() and (jobs["Partition"] == "debug").all(), jobs

@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..io import load_nifti, parse_name, read_json, read_tsv
+from .listing import entries_ending_with, listing_scope
 from .phase import match_phase
 from .subject import MAP_SUFFIXES, Dataset, Subject
 from .validate import unregistrable_t2star
@@ -50,7 +51,7 @@ def sidecar(nifti: Path, root: Path) -> tuple[dict, list[Path]]:
             break
         folder = folder.parent
     for folder in reversed(folders):
-        for candidate in sorted(folder.glob(f"*{suffix}.json")):
+        for candidate in entries_ending_with(folder, f"{suffix}.json"):
             try:
                 ents, suf, _ = parse_name(candidate)
             except ValueError:
@@ -430,6 +431,11 @@ def discover(bids_dir: str | Path, participant_label: Iterable[str] | None = Non
     InputError
         For dataset-level problems: missing folder, no subjects, a broken participants.tsv.
     """
+    with listing_scope():  # each folder listed once (the root holds every subject)
+        return _discover(bids_dir, participant_label, select, t1w_grid)
+
+
+def _discover(bids_dir, participant_label, select, t1w_grid) -> Dataset:
     root = Path(bids_dir).resolve()
     if not root.is_dir():
         raise InputError(bids_dir, "BIDS folder not found")

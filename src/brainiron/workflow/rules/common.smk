@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 from brainiron import layout
-from brainiron.bids import discover
+from brainiron.bids.cache import cache_path, discover_cached
 from brainiron.errors import BrainironError
 from brainiron.failures import read_failures
 
@@ -58,12 +58,17 @@ def dataset():
         checkpoints.phantom.get()
     if not _DATASET:
         try:
+            # Once per dataset state (brainiron.bids.cache): the cache under the output
+            # folder is checked against the dataset's listing by the controlling process;
+            # a cluster job (which starts Snakemake again) uses what that process wrote.
             _DATASET.append(
-                discover(
+                discover_cached(
                     BIDS_DIR,
+                    cache_path(OUT),
                     participant_label=config["participant_label"] or None,
                     select=config["select"],
                     t1w_grid=config["registration"]["t1w_grid"],
+                    trust=not workflow.is_main_process,
                 )
             )
         except BrainironError as exc:
