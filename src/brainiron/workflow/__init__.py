@@ -280,12 +280,14 @@ def _prepared_config(bids_dir, out_dir: Path, participant_label, config, configf
     if bids_dir:
         # Dataset-level problems (no folder, no subjects, broken participants.tsv) end here
         # in one line, before Snakemake starts.
-        from ..bids import discover
+        # Cached beside the outputs: Snakemake's own discovery then reads it back.
+        from ..bids.cache import cache_path, discover_cached
         from ..settings import Settings
 
         settings = Settings.from_config(merged)
-        discover(bids_dir, participant_label=settings.participant_label or None,
-                 select=settings.select, t1w_grid=settings.registration.t1w_grid)
+        discover_cached(bids_dir, cache_path(out_dir),
+                        participant_label=settings.participant_label or None,
+                        select=settings.select, t1w_grid=settings.registration.t1w_grid)
     return merged
 
 
@@ -327,16 +329,17 @@ def group_level_config(merged: Mapping, out_dir: str | os.PathLike) -> dict:
     ConfigError
         When no subject has its table (the participant level has not run).
     """
-    from ..bids import discover
+    from ..bids.cache import cache_path, discover_cached
     from ..failures import read_failures
 
     deriv = Path(out_dir) / "brainiron"
     bids_dir = merged.get("bids_dir") or Path(out_dir) / "phantom"
     if not Path(bids_dir).is_dir():
         raise ConfigError(f"{bids_dir}: no dataset; run the participant level first")
-    dataset = discover(bids_dir, participant_label=merged.get("participant_label") or None,
-                       select=merged.get("select") or {},
-                       t1w_grid=(merged.get("registration") or {}).get("t1w_grid", "same"))
+    dataset = discover_cached(
+        bids_dir, cache_path(out_dir), participant_label=merged.get("participant_label") or None,
+        select=merged.get("select") or {},
+        t1w_grid=(merged.get("registration") or {}).get("t1w_grid", "same"))
     failures = read_failures(deriv)
     excluded = list(merged.get("exclude") or [])
     candidates = [s.key for s in dataset.valid if s.key not in excluded]
