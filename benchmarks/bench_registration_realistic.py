@@ -289,13 +289,28 @@ def append_row(row: dict) -> None:
         w.writerow(row)
 
 
-def fits(later: list, path: str, method: str, times: dict, deadline: str,
-         optional: str) -> bool:
+def run_times() -> dict[tuple[str, str], list[float]]:
+    """Wall times (s) of the runs so far in the runs CSV: (path, method) → list."""
+    out: dict[tuple[str, str], list[float]] = {}
+    if RUNS_CSV.exists():
+        with open(RUNS_CSV) as fh:
+            for r in csv.DictReader(fh):
+                out.setdefault((r["path"], r["method"]), []).append(float(r["process_wall_s"]))
+    return out
+
+
+def fits(later: list, path: str, method: str, deadline: str, optional: str) -> bool:
     """Whether an optional run (``--optional``, e.g. SyN[s]) still fits before ``deadline``
     (HH:MM UTC) with every later non-optional run: each costed at the median of that path and
-    method's runs so far (unknown: 120 s)."""
+    method's runs in the CSV, else the slowest median of that method on another path, else
+    120 s."""
+    times = run_times()
+
     def cost(p, m):
-        return float(np.median(times[(p, m)])) if times.get((p, m)) else 120.0
+        if times.get((p, m)):
+            return float(np.median(times[(p, m)]))
+        other = [float(np.median(v)) for (_, mm), v in times.items() if mm == m]
+        return max(other) if other else 120.0
     now = time.gmtime()
     hh, mm = (int(v) for v in deadline.split(":"))
     left = (hh * 60 + mm) * 60 - (now.tm_hour * 3600 + now.tm_min * 60 + now.tm_sec)
@@ -407,21 +422,18 @@ def main(argv=None) -> int:
         done, paths = done_runs(), args.paths.split(",")
         jobs = [(k, path, method) for k in range(args.subjects) for path in paths
                 for method in args.methods.split(",")]
-        times: dict[tuple[str, str], list[float]] = {}
         for i, (k, path, method) in enumerate(jobs):
             dataset, sub = subject_of(path, k)
             if (path, sub, method) in done:
                 continue
-            if method in args.optional and not fits(jobs[i + 1:], path, method, times,
-                                                    args.deadline, args.optional):
+            if method in args.optional and not fits(jobs[i + 1:], path, method, args.deadline,
+                                                    args.optional):
                 print(f"[skip] {path} sub-{sub} {method}: would not fit before "
                       f"{args.deadline} UTC", flush=True)
                 continue
-            row = run_job({"root": str(roots[dataset]), "dataset": dataset, "sub": sub,
-                           "path": path, "method": method, "voxel": args.voxel,
-                           "t1w_voxel": args.t1w_voxel})
-            if row:
-                times.setdefault((path, method), []).append(row["process_wall_s"])
+            run_job({"root": str(roots[dataset]), "dataset": dataset, "sub": sub,
+                     "path": path, "method": method, "voxel": args.voxel,
+                     "t1w_voxel": args.t1w_voxel})
     print(summarise())
     return 0
 
