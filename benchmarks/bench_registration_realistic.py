@@ -346,10 +346,14 @@ def summarise() -> str:
     import pandas as pd
     if not RUNS_CSV.exists():
         return "(no runs)"
-    df = pd.read_csv(RUNS_CSV)
+    import warnings
+    warnings.filterwarnings("ignore", category=RuntimeWarning)  # all-NaN DN of the peers
+    df = pd.read_csv(RUNS_CSV, dtype={"sub": str})
     rows = []
     for (path, method), g in df.groupby(["path", "method"], sort=False):
+        own = df[(df.path == path) & (df.method == "brainiron") & df["sub"].isin(g["sub"])]
         r = {"path": path, "method": method, "subjects": len(g),
+             "brainiron_same_subjects": own.dice_mean16.mean(),
              "dice_mean": g.dice_mean16.mean(), "dice_worst": g.dice_worst16.min(),
              "dice_worst_mean": g.dice_worst16.mean(),
              "dice_mean18": pd.to_numeric(g.dice_mean18, errors="coerce").mean(),
@@ -372,16 +376,17 @@ def summarise() -> str:
         "machine": {"nproc": os.cpu_count(), "cpu": cpu_model(),
                     "python": platform.python_version()},
         "rows": summary.to_dict("records")}, indent=1, default=str))
-    lines = ["| path | method | subjects | Dice mean / worst (16) | mean of worst | with DN "
-             "(18) | median \\|error\\| (%) | time median / max (s) | peak RSS median / max "
-             "(MB) |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| path | method | subjects | Dice mean / worst (16) | mean of worst | brainiron, "
+             "same subjects | with DN (18) | median \\|error\\| (%) | time median / max (s) | "
+             "peak RSS median / max (MB) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in summary.itertuples():
         dn = (f"{r.dice_mean18:.3f} / {r.dice_worst18:.3f}"
               if not np.isnan(r.dice_mean18) else "—")
         lines.append(f"| {PATH_NAMES.get(r.path, r.path)} | {r.method} | {r.subjects} | "
                      f"{r.dice_mean:.3f} / {r.dice_worst:.3f} | {r.dice_worst_mean:.3f} | "
-                     f"{dn} | {r.err_median_pct:.1f} | {r.seconds_median:.0f} / "
-                     f"{r.seconds_max:.0f} | {r.rss_median_mb:.0f} / {r.rss_max_mb:.0f} |")
+                     f"{r.brainiron_same_subjects:.3f} | {dn} | {r.err_median_pct:.1f} | "
+                     f"{r.seconds_median:.0f} / {r.seconds_max:.0f} | "
+                     f"{r.rss_median_mb:.0f} / {r.rss_max_mb:.0f} |")
     lines += ["", "| path | method | " + " | ".join(f"{n} mean (min)" for n in (*NUCLEI, "DN"))
               + " |", "|---" * (len(NUCLEI) + 3) + "|"]
     for r in summary.itertuples():
