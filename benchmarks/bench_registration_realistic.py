@@ -22,8 +22,9 @@ Methods (each run its own subprocess, one at a time, ``ITK_GLOBAL_DEFAULT_NUMBER
 * ``brainiron``: what the ``coregister`` and ``register`` rules run, as library calls —
   ``registration.coregister`` (T1w → first-echo magnitude; T1w path only),
   ``registration.register`` (the plan's registration image and contrast, ``config.yaml``
-  settings), ``with_coregistration``, ``chi_local_stage`` (when the contrast map is χ and the
-  registration image is not), ``native_atlas`` (labels on the maps' grid, dentate segmented);
+  settings), ``with_coregistration``, ``contrast_local_stage`` (χ for a T1w or
+  magnitude subject with a χ map, R2* for a magnitude-only one; a T1w so refined skips its
+  own local stage), ``native_atlas`` (labels on the maps' grid, dentate segmented);
 * ``quick_s`` = ``ants.registration(type_of_transform="antsRegistrationSyNQuick[s]")`` and
   ``syn_s`` = ``"antsRegistrationSyN[s]"``: fixed = the image brainiron registers (as
   ``registration_input`` prepares it: NaN → 0), moving = the template brainiron uses for that
@@ -51,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import platform
@@ -200,13 +202,19 @@ def run_worker(spec: dict) -> dict:
             info["coregistration_flag"] = co.qc.get("flag", "")
         t_coreg = time.perf_counter() - t0
         if method == "brainiron":
-            reg = registration.register(image, img.affine, tmp / "reg", settings, contrast=path)
+            # As steps/register.py: the contrast map's local stage replaces a T1w's own.
+            refine = registration.refines_on_contrast(path, kind, settings)
+            first = dataclasses.replace(settings, local_refinement=False) \
+                if refine and path == "T1w" else settings
+            reg = registration.register(image, img.affine, tmp / "reg", first, contrast=path)
             info["qc_failure"] = registration.qc_failure(reg, settings) or ""
             if co is not None:
                 reg = registration.with_coregistration(reg, co.forward, co.inverse)
-            if settings.chi_local_stage and kind == "Chimap" and path != "Chimap":
-                reg = registration.chi_local_stage(reg, values, shape, affine, tmp, settings)
-                info["chi_local_stage"] = str(reg.qc.get("chi_local_stage"))[:80]
+            if refine:
+                reg = registration.contrast_local_stage(reg, values, kind, shape, affine, tmp,
+                                                        settings)
+                stage = registration.LOCAL_TEMPLATES[kind] + "_local_stage"
+                info[stage] = str(reg.qc.get(stage))[:80]
             labels = registration.native_atlas(reg, shape, affine, values, kind, tmp).labels
         else:
             template = "chi" if registration.uses_chi_template(path, settings) else "T1w"
