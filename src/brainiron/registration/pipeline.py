@@ -138,6 +138,21 @@ def _as_list(transforms) -> list[str]:
     return [transforms] if isinstance(transforms, str) else list(transforms)
 
 
+def _written(transforms: list[str]) -> list[str]:
+    """The transforms, each NIfTI one read back whole: ANTs' NIfTI writer ignores a failed
+    write (a full disk, a file size limit), and a truncated warp is a wrong registration."""
+    import nibabel as nib
+
+    for path in transforms:
+        if str(path).endswith((".nii", ".nii.gz")):
+            try:
+                np.asarray(nib.load(path).dataobj)
+            except Exception as exc:  # EOF, zlib or header errors of a cut-off file
+                raise OSError(f"{path}: transform written incompletely ({exc}): the disk is "
+                              "full or a file size limit was reached (File too large)") from None
+    return transforms
+
+
 def _global_stage(fixed, template, grid: float, settings: RegistrationSettings,
                   same_contrast: bool, scratch: Path, mask_img=None,
                   initial: list[str] | None = None, composite: bool = True
@@ -169,7 +184,7 @@ def _global_stage(fixed, template, grid: float, settings: RegistrationSettings,
                       else settings.multicontrast_syn_sampling),
         reg_iterations=tuple(settings.reg_iterations), write_composite_transform=composite,
         outprefix=str(scratch / "global_"), **kwargs)
-    return _as_list(stage1["fwdtransforms"]), _as_list(stage1["invtransforms"])
+    return _written(_as_list(stage1["fwdtransforms"])), _as_list(stage1["invtransforms"])
 
 
 def local_stage(fixed, template, stage1: list[str], stage1_inverse: list[str], scratch: Path,
@@ -232,7 +247,7 @@ def local_stage(fixed, template, stage1: list[str], stage1_inverse: list[str], s
     # With an initial transform antsRegistration writes the whole chain
     # [2Warp (local), 1Warp, 0GenericAffine]; ANTsPy's invtransforms list is wrong there, so
     # the inverse is built from the pieces: stage 1's inverse composite, then the local one.
-    forward = list(stage2["fwdtransforms"])
+    forward = _written(list(stage2["fwdtransforms"]))
     # local_2Warp after a composite (affine + warp) start, local_1Warp after a field.
     inverse = [*stage1_inverse, forward[0].replace("Warp.nii.gz", "InverseWarp.nii.gz")]
     return forward, inverse, {"local_box_shape": list(fixed_box.shape),
