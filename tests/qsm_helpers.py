@@ -143,3 +143,125 @@ def metrics(chi, truth, mask, labels):
         out["regions_ppb"][name] = 1000 * float(rec[sel].mean() - tru[sel].mean())
         out["region_voxels"][name] = int(sel.sum())
     return out
+
+
+#: T1 of the tissue classes for the peer's signal equation (1/s, 3 T-like; nuclei 0.85).
+PEER_R1 = {"CSF": 0.25, "GM": 0.7, "WM": 1.0}
+
+
+def _moved_t1w(src: Path, dst: Path, voxel_mm: float, rotation_deg: float, shift_mm):
+    """The T1w as if scanned separately: head moved rigidly (rotation about x, shift), stored
+    on its own isotropic RAS grid; trilinear resampling of the source T1w."""
+    img = nib.load(src)
+    a = np.radians(rotation_deg)
+    motion = np.eye(4)
+    motion[1:3, 1:3] = [[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]
+    motion[:3, 3] = shift_mm
+    corners = np.array(np.meshgrid(*[[0, n - 1] for n in img.shape[:3]], indexing="ij"))
+    world = nib.affines.apply_affine(img.affine, corners.reshape(3, -1).T)
+    lo, hi = world.min(0) - 10, world.max(0) + 10
+    shape = np.ceil((hi - lo) / voxel_mm).astype(int)
+    new = np.diag([voxel_mm] * 3 + [1.0])
+    new[:3, 3] = lo
+    matrix = np.linalg.inv(img.affine) @ np.linalg.inv(motion) @ new
+    data = ndimage.affine_transform(np.asarray(img.dataobj, np.float32), matrix[:3, :3],
+                                    matrix[:3, 3], output_shape=tuple(shape), order=1)
+    nib.save(nib.Nifti1Image(data.astype(np.float32), new), dst)
+
+
+def peer_head(root: Path, voxel_size=(2.5, 2.5, 3.0), snr: float = 100.0, seed: int = 3,
+              echo_times=(0.005, 0.012, 0.019, 0.026, 0.033)) -> dict:
+    """brainiron's phantom head (1 subject, LPS) with its MEGRE signal made by the peer.
+
+    The phantom gives the true χ (``desc-truth_Chimap``), the tissue labels and the truth
+    table (proton density, R2* per region); ``qsm-forward`` turns them into magnitude + phase
+    echoes (its dipole field, 2nd-order shim, phase offset, R2* decay, complex noise; B0
+    along the voxel z axis, which is world z for LPS), stored uncompressed (``.nii``) with its
+    own sidecars.
+
+    Returns
+    -------
+    dict with ``phantom`` (the phantom's BIDS folder, truth in its derivatives), ``peer``
+    (the peer's BIDS folder), ``truth_chi`` (ppm), ``labels`` (tissue dseg: nuclei, CSF, GM,
+    WM) and ``label_names`` (index → name).
+    """
+    import pandas as pd
+    import qsm_forward
+
+    from brainiron.phantom import generate_phantom, truth_path
+
+    root = Path(root)
+    phantom = root / "phantom"
+    generate_phantom(phantom, n_subjects=1, seed=seed, voxel_size=tuple(voxel_size),
+                     orientation="LPS", with_phase=True, with_chimap=False,
+                     with_r2starmap=False)
+    truth_dir = phantom / "derivatives" / "phantom-truth" / "sub-01" / "anat"
+    chi_img = nib.load(truth_dir / "sub-01_space-individual_desc-truth_Chimap.nii.gz")
+    tissue = np.rint(np.asarray(nib.load(
+        truth_dir / "sub-01_space-individual_desc-tissue_dseg.nii.gz").dataobj)).astype(int)
+    names = pd.read_csv(truth_dir / "sub-01_space-individual_desc-tissue_dseg.tsv", sep="\t")
+    truth = pd.read_csv(truth_path(phantom, "sub-01"), sep="\t")
+    by_name = {(r.region if r.hemisphere not in ("L", "R") else f"{r.region}_{r.hemisphere}"): r
+               for r in truth.itertuples()}
+    m0, r2s, r1 = (np.zeros(tissue.shape, np.float32) for _ in range(3))
+    for index, name in zip(names["index"], names["name"], strict=True):
+        sel = tissue == index
+        m0[sel] = by_name[name].proton_density
+        r2s[sel] = by_name[name].r2star_per_s
+        r1[sel] = PEER_R1.get(name, 0.85)
+    brain = tissue > 0
+    src = root / "peer-input"
+    src.mkdir(parents=True, exist_ok=True)
+    chi = np.where(brain, np.asarray(chi_img.dataobj), 0.0).astype(np.float32)
+    for name, arr in {"chi": chi, "mask": brain.astype(np.float32),
+                      "seg": tissue.astype(np.float32), "M0": m0, "R1": r1,
+                      "R2star": r2s}.items():
+        nib.save(nib.Nifti1Image(arr, chi_img.affine), src / f"{name}.nii.gz")
+    tissue_params = qsm_forward.TissueParams(
+        root_dir=str(src), chi="chi.nii.gz", M0="M0.nii.gz", R1="R1.nii.gz",
+        R2star="R2star.nii.gz", mask="mask.nii.gz", seg="seg.nii.gz")
+    recon = qsm_forward.ReconParams(
+        TEs=np.asarray(echo_times), TR=0.05, flip_angle=15, B0=3.0,
+        B0_dir=np.array([0.0, 0.0, 1.0]), peak_snr=snr, random_seed=seed + 100,
+        voxel_size=np.asarray(voxel_size, float), generate_phase_offset=True,
+        generate_shim_field=True)
+    peer = root / "peer"
+    qsm_forward.generate_bids(tissue_params, recon, str(peer))
+    return {"phantom": phantom, "peer": peer, "truth_chi": chi, "labels": tissue,
+            "label_names": dict(zip(names["index"], names["name"], strict=True))}
+
+
+def peer_echoes(peer: Path):
+    """The peer's magnitude and phase (X, Y, Z, E), echo times (s), B0 (T) and affine."""
+    anat = Path(peer) / "sub-1" / "anat"
+    mags = sorted(anat.glob("sub-1_echo-*_part-mag_MEGRE.nii"),
+                  key=lambda p: int(p.name.split("_")[1].split("-")[1]))
+    sidecars = [json.loads(p.with_suffix(".json").read_text()) for p in mags]
+    mag = np.stack([np.asarray(nib.load(p).dataobj, np.float32) for p in mags], -1)
+    phase = np.stack([np.asarray(nib.load(str(p).replace("part-mag", "part-phase")).dataobj,
+                                 np.float32) for p in mags], -1)
+    return (mag, phase, np.array([s["EchoTime"] for s in sidecars]),
+            float(sidecars[0]["MagneticFieldStrength"]), nib.load(mags[0]).affine)
+
+
+def peer_dataset(root: Path, **kw) -> Path:
+    """A phase-only BIDS dataset from :func:`peer_head`: the phantom's T1w moved (4° about x,
+    3 mm) onto its own 1.5 mm RAS grid and the peer's echoes; no χ map, no R2* map.
+
+    Returns
+    -------
+    Path of the BIDS dataset (``root / "bids"``); the phantom (and its truth) is at
+    ``root / "phantom"``.
+    """
+    import shutil
+
+    head = peer_head(root, **kw)
+    bids = Path(root) / "bids"
+    shutil.copytree(head["phantom"], bids,
+                    ignore=shutil.ignore_patterns("*MEGRE*", "*T1w.nii.gz"))
+    anat = bids / "sub-01" / "anat"
+    _moved_t1w(head["phantom"] / "sub-01" / "anat" / "sub-01_T1w.nii.gz",
+               anat / "sub-01_T1w.nii.gz", 1.5, 4.0, (3.0, -2.0, 1.5))
+    for path in sorted((head["peer"] / "sub-1" / "anat").iterdir()):
+        shutil.copy(path, anat / path.name.replace("sub-1_", "sub-01_"))
+    return bids

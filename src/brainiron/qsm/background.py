@@ -6,7 +6,10 @@
   mask, and the SHARP result *of that radius* (each radius deconvolved by its own kernel:
   deconvolving all radii by the largest kernel, as the original V-SHARP does, attenuates the
   low frequencies of the edge voxels by about (r / R)², a −50 % bias in nuclei 8 mm from the
-  edge on the test phantom). The mask shrinks by the smallest radius.
+  edge on the test phantom). The mask shrinks by the smallest radius. Radii smaller than the
+  coarsest voxel dimension are skipped (:func:`vsharp_radii`): their sphere is the centre
+  voxel alone, its SMV residual is zero everywhere, and the voxels only it fits would get a
+  local field of 0.
 * :func:`pdf` — projection onto dipole fields [3]_: the background field is the field of
   sources outside the mask that best fits the field inside (weighted least squares, CG).
 
@@ -30,7 +33,39 @@ from scipy.sparse.linalg import LinearOperator, cg
 
 from . import kernels
 
-__all__ = ["pdf", "vsharp"]
+__all__ = ["pdf", "vsharp", "vsharp_radii"]
+
+
+def vsharp_radii(radii_mm, voxel_size) -> list[float]:
+    """The V-SHARP radii usable on a grid: at least the coarsest voxel dimension (mm).
+
+    A sphere smaller than that holds only its centre voxel along the coarse axis (only the
+    centre voxel on an isotropic grid): its spherical mean is the identity and the SHARP
+    residual carries no field.
+
+    Parameters
+    ----------
+    radii_mm : sequence of float
+        Requested SMV radii (mm).
+    voxel_size : (3,) array_like
+        Voxel size (mm).
+
+    Returns
+    -------
+    list of float
+        The usable radii (mm), largest first.
+
+    Raises
+    ------
+    ValueError
+        When no radius reaches the coarsest voxel dimension.
+    """
+    coarsest = float(np.max(voxel_size))
+    radii = sorted((float(r) for r in radii_mm if float(r) >= coarsest - 1e-6), reverse=True)
+    if not radii:
+        raise ValueError(f"qsm.vsharp_radii_mm {list(radii_mm)}: no radius reaches the "
+                         f"coarsest voxel dimension ({coarsest:g} mm)")
+    return radii
 
 
 def vsharp(field: np.ndarray, mask: np.ndarray, voxel_size,
@@ -47,7 +82,8 @@ def vsharp(field: np.ndarray, mask: np.ndarray, voxel_size,
     voxel_size : (3,) array_like
         Voxel size (mm).
     radii_mm : sequence of float
-        SMV radii (mm), largest first; each voxel uses the largest sphere that fits.
+        SMV radii (mm); each voxel uses the largest sphere that fits. Radii below the
+        coarsest voxel dimension are skipped (:func:`vsharp_radii`).
     threshold : float
         TSVD threshold on |1 − SMV| (each radius).
     workers : int
@@ -58,9 +94,9 @@ def vsharp(field: np.ndarray, mask: np.ndarray, voxel_size,
     local : (X, Y, Z) float32 ndarray
         Local (tissue) field (ppm), 0 outside the returned mask.
     mask : (X, Y, Z) bool ndarray
-        The input mask eroded by the smallest radius.
+        The input mask eroded by the smallest usable radius.
     """
-    radii = sorted((float(r) for r in radii_mm), reverse=True)
+    radii = vsharp_radii(radii_mm, voxel_size)
     m = np.asarray(mask, dtype=bool)
     f = np.asarray(field, dtype=np.float32) * m
     pad = int(np.ceil(radii[0] / np.min(voxel_size))) + 1

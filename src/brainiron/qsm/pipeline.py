@@ -91,7 +91,9 @@ def _background(field_ppm, mask, vox, b0, s: QSMSettings):
     if s.background == "vsharp":
         local, m = background.vsharp(field_ppm, mask, vox, s.vsharp_radii_mm,
                                      s.vsharp_threshold, s.workers)
-        params = {"radii_mm": list(s.vsharp_radii_mm), "tsvd_threshold": s.vsharp_threshold}
+        params = {"radii_mm": background.vsharp_radii(s.vsharp_radii_mm, vox),
+                  "radii_requested_mm": list(s.vsharp_radii_mm),
+                  "tsvd_threshold": s.vsharp_threshold}
     else:
         local, m = background.pdf(field_ppm, mask, vox, b0, max_iter=s.pdf_max_iter,
                                   tol=s.pdf_tol, workers=s.workers)
@@ -193,16 +195,22 @@ def reconstruct(magnitude, phase, echo_times_s, affine, field_strength_T,
     ------
     InputError
         Unknown phase scaling, NaN phase or magnitude, shape mismatch, missing or invalid
-        echo times or field strength, no foreground in the magnitude (one line each).
+        echo times or field strength, no foreground in the magnitude, no V-SHARP radius as
+        large as the coarsest voxel (one line each).
     """
     s = settings or QSMSettings()
     times, t_all = {}, time.perf_counter()
     mag, ph, te = _check_inputs(magnitude, phase, echo_times_s, affine, field_strength_T,
                                 names)
+    vox, b0 = voxel_sizes(affine), b0_direction(affine, s.b0_world)
+    if s.background == "vsharp":
+        try:
+            background.vsharp_radii(s.vsharp_radii_mm, vox)
+        except ValueError as err:
+            raise InputError(names[1], str(err)) from None
     t0 = time.perf_counter()
     ph, scaling = phase_to_radians(ph, names[1])
     times["scaling"] = time.perf_counter() - t0
-    vox, b0 = voxel_sizes(affine), b0_direction(affine, s.b0_world)
     rss = np.sqrt((mag ** 2).sum(-1))
     head = masks.foreground_mask(rss) if brain_mask is None else np.asarray(brain_mask, bool)
     if head is None or not head.any():
