@@ -215,8 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("t1w", "chimap", "r2starmap", "megre"):
         p.add_argument(f"--no-{flag}", action="store_true", help=f"do not write the {flag}")
     p.add_argument("--with-phase", action="store_true",
-                   help="also write part-phase MEGRE echoes from the phantom's chi (basic mode; "
-                        "with --no-chimap the workflow reconstructs chi from them)")
+                   help="also write part-phase MEGRE echoes from the phantom's chi (B0 along "
+                        "world z; with --no-chimap, or --realistic subjects without a chi "
+                        "map, the workflow reconstructs chi from them)")
     g = p.add_argument_group("realistic mode (docs/phantom.md)")
     g.add_argument("--realistic", action="store_true",
                    help="T1w on its own sagittal grid with head motion, maps on an "

@@ -62,11 +62,12 @@ class PhantomConfig:
         Which images to write (e.g. ``with_r2starmap=False`` leaves R2* to the relaxometry
         stage; ``with_t1w=False`` makes a subject register on its magnitude or χ map).
     with_phase : bool
-        Basic mode: the MEGRE echoes get ``part-phase`` twins (rad, wrapped) from the
-        phantom's true χ through the dipole kernel plus a background field of air-like
-        spheres outside the brain and a smooth phase offset, with the magnitude's own complex
-        noise (:mod:`brainiron.phantom.phase`). Off by default (left out of the description
-        when off). With ``with_chimap=False`` the workflow reconstructs χ from the phase.
+        The MEGRE echoes get ``part-phase`` twins (rad, wrapped) from the phantom's true χ
+        through the dipole kernel (B0 along world z: oblique to the realistic mode's slices)
+        plus a background field of air-like spheres outside the brain and a smooth phase
+        offset, with the magnitude's own complex noise (:mod:`brainiron.phantom.phase`). Off
+        by default (left out of the description when off). With ``with_chimap=False`` (or a
+        realistic subject without a χ map) the workflow reconstructs χ from the phase.
     age_range : tuple of float
         Ages are drawn uniformly in this range (years).
     participants : tuple of str
@@ -164,8 +165,8 @@ class PhantomConfig:
         tes = np.asarray(self.echo_times, float)
         if tes.size < 2 or np.any(np.diff(tes) <= 0) or tes[0] <= 0:
             raise ValueError("echo_times must be >= 2 increasing positive values in s")
-        if self.with_phase and (not self.with_megre or self.realism != "basic"):
-            raise ValueError("with_phase needs with_megre and realism='basic'")
+        if self.with_phase and not self.with_megre:
+            raise ValueError("with_phase needs with_megre")
         if self.participants and len(self.participants) != self.n_subjects:
             raise ValueError("participants must have n_subjects labels")
         self._check_realistic()

@@ -16,7 +16,7 @@ from scipy import ndimage
 from .. import atlas
 from .config import ORIENTATIONS, PhantomConfig
 
-__all__ = ["Geometry", "make_geometry", "sample", "smooth_field", "true_mapping"]
+__all__ = ["Geometry", "make_geometry", "rician", "sample", "smooth_field", "true_mapping"]
 
 
 def _rotation(angles_deg: Sequence[float]) -> np.ndarray:
@@ -205,3 +205,12 @@ def sample(geom: Geometry, volumes: dict[str, tuple[np.ndarray, int]]) -> dict[s
                                                       cval=0, prefilter=False)
     return out
 
+
+def rician(signal: np.ndarray, sigma: float, rng, with_angle: bool = False):
+    """|signal + complex noise| (Rician magnitude; noise SD ``sigma`` per channel, in the
+    signal's units); with ``with_angle`` also the noise's phase angle (rad), so that a phase
+    image carries the same complex noise as the magnitude. The draws are the same either way."""
+    real = signal + sigma * rng.standard_normal(signal.shape, dtype=np.float32)
+    imag = sigma * rng.standard_normal(signal.shape, dtype=np.float32)
+    mag = np.sqrt(real * real + imag * imag)
+    return (mag, np.arctan2(imag, real)) if with_angle else mag

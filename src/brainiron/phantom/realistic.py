@@ -13,7 +13,9 @@ not those brainiron's templates are built from:
   with a bias field and Rician noise; χ comes from the same table with veins,
   white-matter heterogeneity, streaking, an eroded mask and a ``tv`` or ``l2`` flavour
   (:mod:`brainiron.phantom.chi_model`); R2* from iron through the named calibrations plus a
-  white-matter field; magnitude ``S0 · exp(−R2* · TE) · bias`` with Rician noise.
+  white-matter field; magnitude ``S0 · exp(−R2* · TE) · bias`` with Rician noise; with
+  ``with_phase`` the echoes' phase from the true χ (veins included) on the oblique grid, B0
+  along world z (:mod:`brainiron.phantom.phase`), with the magnitude's complex noise.
 
 The truth (``derivatives/phantom-truth``) is written from the generating parameters only.
 """
@@ -31,7 +33,7 @@ from .. import atlas, norms
 from ..io import build_name, save_nifti, write_json, write_tsv
 from . import chi_model
 from .config import IMAGE_SETS, PhantomConfig
-from .geometry import smooth_field
+from .geometry import rician, smooth_field
 from .motion import (
     Grid,
     axial_oblique_grid,
@@ -50,12 +52,6 @@ __all__ = ["VEIN_INDEX", "write_subject"]
 
 #: Tissue index of vein voxels (any vein fraction > 0) in the truth's tissue image.
 VEIN_INDEX = 24
-
-
-def _rician(signal: np.ndarray, sigma: float, rng) -> np.ndarray:
-    real = signal + sigma * rng.standard_normal(signal.shape, dtype=np.float32)
-    imag = sigma * rng.standard_normal(signal.shape, dtype=np.float32)
-    return np.sqrt(real * real + imag * imag)
 
 
 @functools.cache
@@ -153,9 +149,27 @@ def _anatomy(cfg: PhantomConfig, geom: dict, lut: pd.DataFrame, chi: np.ndarray,
             "pd": s0, "veins": veins}
 
 
+def _phase_truth(anat: Path, sub: dict, grid: Grid, anat_img: dict, rng):
+    """Field (ppm), offset (rad), 2π·γ̄ of the phase echoes; the true χ and field to the
+    truth (``desc-truth_Chimap``, ``desc-truth_fieldmap`` on the maps grid)."""
+    from .phase import phase_model
+
+    brain = anat_img["tissue"] > 0
+    chi = np.where(brain, anat_img["chi"], 0.0).astype(np.float32)
+    field, offset, omega = phase_model(chi, brain, grid.affine, rng)
+    root, key = anat.parents[1], f"sub-{sub['sub']}"
+    truth = {"space": "individual", "desc": "truth"}
+    save_nifti(chi, truth_path(root, key, truth, "Chimap", ".nii.gz"), grid.affine,
+               dtype=np.float32)
+    save_nifti(field, truth_path(root, key, truth, "fieldmap", ".nii.gz"), grid.affine,
+               dtype=np.float32)
+    return field, offset, omega
+
+
 def _write_maps(anat: Path, sub: dict, cfg: PhantomConfig, kinds, grid: Grid, anat_img: dict,
-                recon: str, rng: np.random.Generator) -> np.ndarray:
-    """Write the χ, R2* and MEGRE images of ``kinds``; return the χ map's mask."""
+                recon: str, rng: np.random.Generator, phase_rng=None) -> np.ndarray:
+    """Write the χ, R2* and MEGRE images of ``kinds`` (MEGRE with phase twins when
+    ``phase_rng`` is given); return the χ map's mask."""
     b0 = cfg.field_strength
     vs = grid.voxel_size
     brain = anat_img["tissue"] > 0
@@ -181,15 +195,25 @@ def _write_maps(anat: Path, sub: dict, cfg: PhantomConfig, kinds, grid: Grid, an
         bias = np.exp(0.15 * smooth_field(grid.shape, (4, 4, 4), rng)[0])
         s0 = 1000.0 * anat_img["pd"] * bias
         sigma = 1000.0 * float(norms.phantom_tissues().loc["WM", "proton_density"]) / cfg.snr
+        if phase_rng is not None:
+            field, offset, omega = _phase_truth(anat, sub, grid, anat_img, phase_rng)
         for echo, te in enumerate(cfg.echo_times, start=1):
-            mag = _rician(s0 * np.exp(-anat_img["r2s"] * te), sigma, rng)
+            meta = {"EchoTime": te, "MagneticFieldStrength": b0, "FlipAngle": 15,
+                    "RepetitionTime": round(cfg.echo_times[-1] + 0.008, 4),
+                    "MRAcquisitionType": "3D", "EchoNumber": echo}
+            # the same draws with or without phase: the magnitudes do not change
+            mag, angle = rician(s0 * np.exp(-anat_img["r2s"] * te), sigma, rng,
+                                 with_angle=True)
+            if phase_rng is not None:
+                phase = np.angle(np.exp(1j * (omega * b0 * te * field + offset + angle)))
+                ents = {**sub, "echo": str(echo), "part": "phase"}
+                save_nifti(phase.astype(np.float32), anat / build_name(ents, "MEGRE"),
+                           grid.affine, dtype=np.float32)
+                write_json({**meta, "Units": "rad"}, anat / build_name(ents, "MEGRE", ".json"))
             ents = {**sub, "echo": str(echo), "part": "mag"}
             save_nifti(np.rint(mag), anat / build_name(ents, "MEGRE"), grid.affine,
                        dtype=np.int16)
-            write_json({"EchoTime": te, "MagneticFieldStrength": b0, "FlipAngle": 15,
-                        "RepetitionTime": round(cfg.echo_times[-1] + 0.008, 4),
-                        "MRAcquisitionType": "3D", "EchoNumber": echo},
-                       anat / build_name(ents, "MEGRE", ".json"))
+            write_json(meta, anat / build_name(ents, "MEGRE", ".json"))
     return mask
 
 
@@ -200,7 +224,7 @@ def _t1w(cfg: PhantomConfig, geom: dict, rng: np.random.Generator) -> dict:
         "t1": (_t1w_template(cfg.t1w_voxel_size), 1),
         "tissue": (np.asarray(_template_tissue_index()), 0)})
     bias = np.exp(0.2 * smooth_field(grid.shape, (4, 4, 4), rng)[0])
-    t1 = _rician(s["t1"] * bias, 0.015 * 1000.0, rng)
+    t1 = rician(s["t1"] * bias, 0.015 * 1000.0, rng)
     return {"T1w": np.rint(t1), "tissue": s["tissue"]}
 
 
@@ -301,7 +325,9 @@ def write_subject(root: Path, label: str, index: int, cfg: PhantomConfig,
     recon = cfg.chi_recon if cfg.chi_recon != "mixed" else ("tv", "l2")[index % 2]
     sub = {"sub": label}
     anat = root / f"sub-{label}" / "anat"
-    chi_mask = _write_maps(anat, sub, cfg, kinds, geom["maps"], anat_img, recon, rng)
+    phase_rng = np.random.default_rng([cfg.seed, index, 11]) if cfg.with_phase else None
+    chi_mask = _write_maps(anat, sub, cfg, kinds, geom["maps"], anat_img, recon, rng,
+                           phase_rng)
     t1w = None
     if "T1w" in kinds:
         t1w = _t1w(cfg, geom, rng)

@@ -14,7 +14,7 @@ from scipy import ndimage
 from .. import __version__, atlas, layout, norms, sidecars, tables
 from ..io import build_name, save_nifti, write_json, write_tsv
 from .config import PhantomConfig
-from .geometry import make_geometry, sample, smooth_field
+from .geometry import make_geometry, rician, sample, smooth_field
 from .tissues import BACKGROUND, phantom_labels, subject_iron, tissue_lut, truth_table
 
 __all__ = ["TRUTH_PIPELINE", "generate_phantom", "truth_dir", "truth_path"]
@@ -67,15 +67,6 @@ def truth_path(bids_dir: str | Path, key: str, entities: dict | None = None,
     keyed = dict(part.split("-", 1) for part in key.split("_"))
     extra = {"desc": "truth"} if entities is None else entities
     return truth_dir(bids_dir, key) / build_name({**keyed, **extra}, suffix, ext)
-
-
-def _rician(signal: np.ndarray, sigma: float, rng, with_angle: bool = False):
-    """|signal + complex noise|; with ``with_angle`` also the noise's phase angle (rad), so
-    that a phase image carries the same complex noise as the magnitude."""
-    real = signal + sigma * rng.standard_normal(signal.shape, dtype=np.float32)
-    imag = sigma * rng.standard_normal(signal.shape, dtype=np.float32)
-    mag = np.sqrt(real * real + imag * imag)
-    return (mag, np.arctan2(imag, real)) if with_angle else mag
 
 
 @functools.lru_cache(maxsize=4)
@@ -162,20 +153,20 @@ def _write_subject(root: Path, label: str, index: int, cfg: PhantomConfig,
                     "RepetitionTime": round(cfg.echo_times[-1] + 0.008, 4),
                     "MRAcquisitionType": "3D", "EchoNumber": echo}
             if cfg.with_phase:
-                mag, angle = _rician(signal, sigma, rng, with_angle=True)
+                mag, angle = rician(signal, sigma, rng, with_angle=True)
                 phase = np.angle(np.exp(1j * (omega * b0 * te * field + offset + angle)))
                 ents = {**sub, "echo": str(echo), "part": "phase"}
                 save_nifti(phase.astype(np.float32), anat / build_name(ents, "MEGRE"),
                            geom.affine, dtype=np.float32)
                 write_json({**meta, "Units": "rad"}, anat / build_name(ents, "MEGRE", ".json"))
             else:
-                mag = _rician(signal, sigma, rng)
+                mag = rician(signal, sigma, rng)
             ents = {**sub, "echo": str(echo), "part": "mag"}
             save_nifti(np.rint(mag), anat / build_name(ents, "MEGRE"), geom.affine, dtype=np.int16)
             write_json(meta, anat / build_name(ents, "MEGRE", ".json"))
     if cfg.with_t1w:
         t1 = 10.0 * sampled["t1"] * bias
-        t1 = _rician(t1, 0.015 * 850.0, rng)
+        t1 = rician(t1, 0.015 * 850.0, rng)
         save_nifti(np.rint(t1), anat / build_name(sub, "T1w"), geom.affine, dtype=np.int16)
         write_json({"MagneticFieldStrength": b0}, anat / build_name(sub, "T1w", ".json"))
 
