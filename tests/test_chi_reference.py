@@ -147,6 +147,7 @@ def test_methods_text_states_the_csf_reference():
 
     text = describe(["Chimap"], "the BIDS dataset", "csf", 12.5)
     assert "deep (ventricular) cerebrospinal fluid" in text and "12.5 mm" in text
+    assert "≥ 90 % inside the template's CSF class" in text
     assert "cerebrospinal" not in describe(["Chimap"], "the BIDS dataset", "wholebrain")
 
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .chi_reference import chi_csf_reference, chi_wholebrain_reference
+from .chi_reference import CSF_MIN_FRACTION, chi_csf_reference, chi_wholebrain_reference
 
 __all__ = ["ATLAS_LABEL", "MAP_DESCRIPTIONS", "STATISTICS", "RegionIndex", "atlas_regions",
            "chi_csf_reference", "chi_wholebrain_reference", "describe", "map_statistics",
@@ -329,8 +329,9 @@ def describe(maps: Sequence[str], data: str, chi_reference: str = "none",
         text += " χ was referenced to the mean of the whole brain before the statistics."
     elif chi_reference == "csf":
         text += (" χ was referenced to the mean of deep (ventricular) cerebrospinal fluid before "
-                 "the statistics: the voxels ≥ 90 % inside the template's CSF class warped to "
-                 "the subject that lie inside the χ map and at least "
+                 f"the statistics: the voxels ≥ {100 * CSF_MIN_FRACTION:g} % inside the "
+                 "template's CSF class warped to the subject that lie inside the χ map and at "
+                 "least "
                  f"{csf_depth_mm:g} mm from its edge, which leaves out sulcal CSF.")
     return text
 

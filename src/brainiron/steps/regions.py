@@ -7,6 +7,7 @@ with ``segmentation`` = ``refined``, changed or not, so that every subject has t
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,9 @@ def chi_referenced(values: np.ndarray, path: str, smk, brain: np.ndarray,
     if reference == "wholebrain":
         values, value = chi_wholebrain_reference(values, brain > 0)
     elif reference == "csf":
+        # ANTs' threads: the rule's (set before ANTs loads), as in the register step.
+        os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS",
+                              str(getattr(smk, "threads", 1)))
         from ..registration import native_tissue_mask
 
         csf = native_tissue_mask(values.shape, affine, [str(smk.input.xfm_forward)], "CSF",
