@@ -153,7 +153,7 @@ def test_methods_text_states_the_csf_reference():
 
 @pytest.mark.slow
 def test_phantom_rows_are_csf_referenced(tmp_path):
-    """One workflow run (1 subject, 4 mm, participant level; 65 s measured on 2 cores): every
+    """One workflow run (1 subject, 4 mm, participant level; 41-65 s measured on 2 cores): every
     χ row has ``reference = csf`` and a reference value at the phantom's true CSF χ, and the
     medians of the atomic nuclei are their true χ relative to CSF (the phantom's χ has no
     reference subtracted; its CSF is 0 ppm).
