@@ -19,9 +19,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .chi_reference import CSF_MIN_FRACTION, chi_csf_reference, chi_wholebrain_reference
+
 __all__ = ["ATLAS_LABEL", "MAP_DESCRIPTIONS", "STATISTICS", "RegionIndex", "atlas_regions",
-           "chi_wholebrain_reference", "describe", "map_statistics", "refined_regions",
-           "regional_statistics", "regional_stats", "subject_table"]
+           "chi_csf_reference", "chi_wholebrain_reference", "describe", "map_statistics",
+           "refined_regions", "regional_statistics", "regional_stats", "subject_table"]
 
 #: The ``atlas`` column of the regional tables: CIT168 nuclei with the aseg thalamus.
 ATLAS_LABEL = "CIT168+aseg"
@@ -296,7 +298,8 @@ MAP_DESCRIPTIONS = {"Chimap": "magnetic susceptibility χ (QSM, ppm)",
                     "R2starmap": "the transverse relaxation rate R2* (1/s)"}
 
 
-def describe(maps: Sequence[str], data: str, chi_reference: str = "none") -> str:
+def describe(maps: Sequence[str], data: str, chi_reference: str = "none",
+             csf_depth_mm: float = 10.0) -> str:
     """Methods text of the regional statistics (plain text, citation markers ``[@key]``).
 
     Parameters
@@ -307,7 +310,10 @@ def describe(maps: Sequence[str], data: str, chi_reference: str = "none") -> str
         What was measured, e.g. ``"the BIDS dataset"`` or ``"brainiron's synthetic
         phantom"``.
     chi_reference : str
-        ``none`` or ``wholebrain`` (χ referenced to the whole-brain mean).
+        ``none``, ``wholebrain`` (χ referenced to the whole-brain mean) or ``csf`` (to the
+        mean of deep CSF, :func:`brainiron.chi_reference.chi_csf_reference`).
+    csf_depth_mm : float
+        With ``csf``: the least distance (mm) of a reference voxel from the χ map's edge.
 
     Returns
     -------
@@ -321,29 +327,13 @@ def describe(maps: Sequence[str], data: str, chi_reference: str = "none") -> str
             "is GPe + GPi.")
     if chi_reference == "wholebrain":
         text += " χ was referenced to the mean of the whole brain before the statistics."
+    elif chi_reference == "csf":
+        text += (" χ was referenced to the mean of deep (ventricular) cerebrospinal fluid before "
+                 f"the statistics: the voxels ≥ {100 * CSF_MIN_FRACTION:g} % inside the "
+                 "template's CSF class warped to the subject that lie inside the χ map and at "
+                 "least "
+                 f"{csf_depth_mm:g} mm from its edge, which leaves out sulcal CSF.")
     return text
-
-
-def chi_wholebrain_reference(chi: np.ndarray, brain: np.ndarray) -> tuple[np.ndarray, float]:
-    """χ referenced to the mean of the whole brain.
-
-    Parameters
-    ----------
-    chi : ndarray
-        χ map (ppm).
-    brain : ndarray of bool
-        Brain mask on the same grid (brainiron's warped template brain mask).
-
-    Returns
-    -------
-    referenced : ndarray, float32
-        ``chi`` minus the reference (ppm).
-    reference : float
-        Mean χ of the brain's voxels with a finite, non-zero value (ppm).
-    """
-    inside = brain & np.isfinite(chi) & (chi != 0)
-    reference = float(chi[inside].mean())
-    return chi - np.float32(reference), reference
 
 
 def atlas_regions() -> dict[tuple[str, str], list[int]]:
@@ -388,7 +378,7 @@ def map_statistics(index: RegionIndex, values: np.ndarray, name: str, units: str
     name, units, source : str
         Table map name (``Chimap``, ``R2starmap``), its units and the file it came from.
     reference, reference_value : str, float
-        The χ reference subtracted (``none``, ``wholebrain``) and its value (ppm).
+        The χ reference subtracted (``none``, ``wholebrain``, ``csf``) and its value (ppm).
     probabilities, probability_labels, probability_slices
         Partial-volume probabilities for ``mean_pw`` (see :func:`regional_statistics`).
     refined_index : RegionIndex, optional

@@ -334,7 +334,10 @@ class Settings(_FromConfig):
         Maps to quantify: ``Chimap`` (ppm), ``R2starmap`` (1/s; from an R2starmap, a
         T2starmap, or fitted from MEGRE magnitude echoes).
     chi_reference : str
-        ``none`` or ``wholebrain``: subtracted from χ before the statistics.
+        ``none``, ``wholebrain`` or ``csf`` (deep CSF, :mod:`brainiron.chi_reference`):
+        subtracted from χ before the statistics.
+    csf_reference_depth_mm : float
+        With ``csf``: least distance (mm) of a reference voxel from the χ map's edge.
     field_strength : float or None
         B0 (T) used only when the sidecars do not state ``MagneticFieldStrength``; ``None``
         (the default): it must be stated there wherever it matters (R2*), an error otherwise.
@@ -349,6 +352,7 @@ class Settings(_FromConfig):
     select: Mapping[str, str] = field(default_factory=dict)
     maps: tuple[str, ...] = ("Chimap", "R2starmap")
     chi_reference: str = "none"
+    csf_reference_depth_mm: float = 10.0
     field_strength: float | None = None
     threads: int = 2
     registration: RegistrationSettings = field(default_factory=RegistrationSettings)

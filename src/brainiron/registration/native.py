@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage
 
 from .. import atlas
 from ..dentate import search_labels, segment_dentate
@@ -26,12 +27,13 @@ from .transforms import (
     field_transform,
     forward_warp,
     warp_brain_mask,
+    warp_image,
     warp_labels,
     warp_probabilities,
 )
 
-__all__ = ["NativeAtlas", "label_lookup", "maps_grid_warp", "native_atlas", "probseg_header",
-           "probseg_sidecar", "segmented_probabilities"]
+__all__ = ["NativeAtlas", "label_lookup", "maps_grid_warp", "native_atlas", "native_tissue_mask",
+           "probseg_header", "probseg_sidecar", "segmented_probabilities"]
 
 
 @dataclass
@@ -182,6 +184,41 @@ def native_atlas(result: Registration, shape, affine, contrast_values: np.ndarra
                        box_affine=cropped_affine(affine, box), brain_mask=brain,
                        dentate=dentate_info, lookup=lookup.reset_index(drop=True),
                        label_voxels=voxels, timing=timing, forward_field=str(field_path))
+
+
+def native_tissue_mask(shape, affine, transforms, tissue: str = "CSF",
+                       min_fraction: float = 0.5) -> np.ndarray:
+    """The voxels of the subject's grid made mostly of one tissue class of the template.
+
+    The class's one-hot image (:func:`brainiron.atlas.template_tissues`, 1 mm) is blurred
+    to the subject's voxel size (Gaussian, FWHM = voxel size, as the label probabilities)
+    and warped linearly: the fraction of each subject voxel the class covers.
+
+    Parameters
+    ----------
+    shape, affine : tuple of int, (4, 4) ndarray
+        The subject grid (voxel → world, RAS, mm).
+    transforms : list of str or FieldWarp
+        The forward chain, e.g. ``[<from-MNI…_to-individual_mode-image_xfm.nii.gz>]``.
+    tissue : {"CSF", "GM", "WM"}
+        The class (:data:`brainiron.atlas.TISSUE_CLASSES`).
+    min_fraction : float
+        Least fraction (0-1) of the voxel the class must cover.
+
+    Returns
+    -------
+    (X, Y, Z) bool ndarray
+    """
+    tissues = atlas.template_tissues()
+    index = {name: i for i, name in atlas.TISSUE_CLASSES.items()}[tissue]
+    onehot = (np.asarray(tissues.data) == index).astype(np.float32)
+    voxel = np.sqrt((np.asarray(affine, float)[:3, :3] ** 2).sum(0))
+    template_voxel = np.sqrt((tissues.affine[:3, :3] ** 2).sum(0))
+    sigma = voxel.mean() / 2.3548 / template_voxel
+    if sigma.max() > 0.3:
+        onehot = ndimage.gaussian_filter(onehot, sigma)
+    fraction = warp_image(tuple(shape), affine, onehot, tissues.affine, transforms, "linear")
+    return fraction >= min_fraction
 
 
 def probseg_header():

@@ -93,7 +93,8 @@ def methods_text(settings: Settings, *, data: str, maps: Sequence[str],
     str
         One paragraph; the sentences of stages that did not run are left out.
     """
-    parts = [regions.describe(maps, data, settings.chi_reference),
+    parts = [regions.describe(maps, data, settings.chi_reference,
+                              settings.csf_reference_depth_mm),
              registration.describe(settings.registration, kinds, chi_template),
              dentate.describe(),
              refine.describe(settings.refinement),

@@ -7,12 +7,15 @@ with ``segmentation`` = ``refined``, changed or not, so that every subject has t
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 from .. import layout
 from ..bids import MAP_UNITS, read_contrast
+from ..chi_reference import CSF_MIN_FRACTION, chi_csf_reference, voxel_sizes_mm
+from ..errors import InputError
 from ..io import load_nifti, read_json, write_json, write_tsv
 from ..regions import (
     RegionIndex,
@@ -26,6 +29,31 @@ from ..tables import column_descriptions
 
 #: How the ``source`` of a χ map brainiron reconstructed from phase is marked in the tables.
 QSM_SOURCE = "reconstructed by brainiron-qsm"
+
+
+def chi_referenced(values: np.ndarray, path: str, smk, brain: np.ndarray,
+                   affine: np.ndarray) -> tuple[np.ndarray, str, float]:
+    """χ (ppm) with the configured reference subtracted, the reference's name and value
+    (ppm); ``csf`` warps the template's CSF class through the saved forward transform."""
+    reference = smk.params.chi_reference
+    if reference == "wholebrain":
+        values, value = chi_wholebrain_reference(values, brain > 0)
+    elif reference == "csf":
+        # ANTs' threads: the rule's (set before ANTs loads), as in the register step.
+        os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS",
+                              str(getattr(smk, "threads", 1)))
+        from ..registration import native_tissue_mask
+
+        csf = native_tissue_mask(values.shape, affine, [str(smk.input.xfm_forward)], "CSF",
+                                 CSF_MIN_FRACTION)
+        try:
+            values, value, _ = chi_csf_reference(values, csf, voxel_sizes_mm(affine),
+                                                 smk.params.csf_reference_depth_mm)
+        except ValueError as exc:
+            raise InputError(path, f"chi_reference csf: {exc}") from None
+    else:
+        value = np.nan
+    return values, reference, value
 
 
 def main(smk) -> None:
@@ -51,9 +79,9 @@ def main(smk) -> None:
                                 strict=True):
         values, _ = read_contrast(path, kind, validated["unit_factors"])
         reference, ref_value = "none", np.nan
-        if name == "Chimap" and smk.params.chi_reference == "wholebrain":
-            values, ref_value = chi_wholebrain_reference(values, brain > 0)
-            reference = "wholebrain"
+        if name == "Chimap":
+            values, reference, ref_value = chi_referenced(values, path, smk, brain,
+                                                          label_img.affine)
         source = Path(path).name + (f" ({QSM_SOURCE})" if kind == "qsm" else "")
         rows += map_statistics(index, values, name, MAP_UNITS[name], source,
                                reference=reference, reference_value=ref_value,

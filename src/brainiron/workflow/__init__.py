@@ -42,7 +42,9 @@ def check_config(config: Mapping) -> None:
     ------
     ConfigError
         Naming the key and the problem, e.g. ``config: unknown key 'foo'`` or
-        ``config.registration.syn_sampling: 'two' is not of type 'integer'``.
+        ``config.registration.syn_sampling: 'two' is not of type 'integer'``; also
+        ``qsm.reference: csf``, which the workflow cannot give (``chi_reference: csf``
+        references the tables instead).
     """
     import jsonschema
     import yaml
@@ -51,6 +53,12 @@ def check_config(config: Mapping) -> None:
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(dict(config)),
                     key=lambda e: list(e.absolute_path))
     if not errors:
+        qsm = config.get("qsm") or {}
+        if qsm.get("reference") == "csf":  # the library's option, not the workflow's
+            raise ConfigError("config.qsm.reference: 'csf' is not available in the workflow "
+                              "(the qsm rule runs before registration gives a CSF label); "
+                              "keep qsm.reference: whole_brain and use chi_reference: csf "
+                              "(the tables' chi referenced to deep CSF) instead")
         return
     err = errors[0]
     where = ".".join(["config", *[str(p) for p in err.absolute_path]])

@@ -11,6 +11,8 @@ rule regions:
         qc=out("registration_qc"),
         maps=lambda w: [path for path, _ in plan(w).maps.values()],
         dseg_refined=lambda w: out("refined_dseg").format(**w) if REFINE else [],
+        # chi_reference csf: the template's CSF class comes through the forward transform.
+        xfm_forward=out("xfm_forward") if config["chi_reference"] == "csf" else [],
     output:
         tsv=out("regions_stats"),
         json=out("regions_stats_json"),
@@ -18,6 +20,7 @@ rule regions:
         map_names=lambda w: list(plan(w).maps),
         map_kinds=lambda w: [kind for _, kind in plan(w).maps.values()],
         chi_reference=config["chi_reference"],
+        csf_reference_depth_mm=config["csf_reference_depth_mm"],
         refined_regions=config["refinement"]["regions"] if REFINE else [],
     conda:
         "../envs/brainiron.yaml"
