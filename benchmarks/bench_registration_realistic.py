@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import os
 import platform
@@ -204,8 +203,7 @@ def run_worker(spec: dict) -> dict:
         if method == "brainiron":
             # As steps/register.py: the contrast map's local stage replaces a T1w's own.
             refine = registration.refines_on_contrast(path, kind, settings)
-            first = dataclasses.replace(settings, local_refinement=False) \
-                if refine and path == "T1w" else settings
+            first = registration.global_stage_settings(path, kind, settings)
             reg = registration.register(image, img.affine, tmp / "reg", first, contrast=path)
             info["qc_failure"] = registration.qc_failure(reg, settings) or ""
             if co is not None:
