@@ -49,13 +49,11 @@ hold the runs of the previous default and the sweep that replaced it (docs/bench
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import hashlib
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -64,7 +62,7 @@ from pathlib import Path
 os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "2")
 
 import numpy as np  # noqa: E402
-from benchutil import cpu_model, loadavg  # noqa: E402
+from benchutil import cpu_model, run_recorded_job  # noqa: E402
 
 # Dice and the phantom's true voxel -> MNI mapping, as in the exploration that chose the
 # defaults (same folder: this script and its workers run with it on sys.path).
@@ -207,6 +205,14 @@ def ensure_phantom(workdir: Path, res: float, seed: int = 0) -> Path:
     return root
 
 
+#: The line printed for a run (benchutil.run_recorded_job).
+RUN_LINE = ("[run] {spec[res]:g} mm seed {row[phantom_seed]} rep {spec[rep]} "
+            "{row[method]:<9} reg {row[reg_s]:7.1f} s + apply {row[apply_s]:5.1f} s  "
+            "peak {row[peak_rss_mb]:6.0f} MB  SN {row[dice_SN]:.3f} RN {row[dice_RN]:.3f} "
+            "STN {row[dice_STN]:.3f}  TRE small {row[tre_small_mm]:.2f} mm  "
+            "load {row[load_before]} -> {row[load_after]}")
+
+
 def flatten(spec: dict, res: dict, wall: float, before: str, after: str) -> dict:
     row = {"date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
            "res_mm": spec["res"], "phantom_seed": spec.get("phantom_seed", 0),
@@ -230,38 +236,6 @@ def flatten(spec: dict, res: dict, wall: float, before: str, after: str) -> dict
     row.update({"labels_sha256": res["labels_sha256"], "shape": "x".join(map(str, res["shape"])),
                 "threads": res["threads"], "seed": SEED, "load_before": before,
                 "load_after": after, "info": json.dumps(res["info"])})
-    return row
-
-
-def append_row(row: dict) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    new = not RUNS_CSV.exists()
-    with open(RUNS_CSV, "a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(row))
-        if new:
-            w.writeheader()
-        w.writerow(row)
-
-
-def run_job(spec: dict) -> dict | None:
-    before = loadavg()
-    t = time.perf_counter()
-    env = {**os.environ, "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "2"}
-    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)],
-                          capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - t
-    after = loadavg()
-    if proc.returncode != 0:
-        print(f"[fail] {spec} exit {proc.returncode}\n{proc.stderr[-3000:]}", flush=True)
-        return None
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
-    row = flatten(spec, res, wall, before, after)
-    append_row(row)
-    print(f"[run] {spec['res']:g} mm seed {row['phantom_seed']} rep {spec['rep']} "
-          f"{row['method']:<9} reg {row['reg_s']:7.1f}"
-          f" s + apply {row['apply_s']:5.1f} s  peak {row['peak_rss_mb']:6.0f} MB  "
-          f"SN {row['dice_SN']:.3f} RN {row['dice_RN']:.3f} STN {row['dice_STN']:.3f}  "
-          f"TRE small {row['tre_small_mm']:.2f} mm  load {before} -> {after}", flush=True)
     return row
 
 
@@ -381,7 +355,7 @@ def main(argv=None) -> int:
                             "method": method, "phantom_seed": seed}
                     if method == "brainiron" and overrides:
                         spec.update(overrides=overrides, label=label)
-                    run_job(spec)
+                    run_recorded_job(__file__, spec, flatten, RUNS_CSV, RUN_LINE)
     print(summarise())
     return 0
 

@@ -52,12 +52,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -66,7 +64,7 @@ from pathlib import Path
 os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "2")
 
 import numpy as np  # noqa: E402
-from benchutil import cpu_model, loadavg  # noqa: E402
+from benchutil import cpu_model, run_recorded_job  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -204,8 +202,7 @@ def run_worker(spec: dict) -> dict:
         if method == "brainiron":
             # As steps/register.py: the contrast map's local stage replaces a T1w's own.
             refine = registration.refines_on_contrast(path, kind, settings)
-            first = dataclasses.replace(settings, local_refinement=False) \
-                if refine and path == "T1w" else settings
+            first = registration.global_stage_settings(path, kind, settings)
             reg = registration.register(image, img.affine, tmp / "reg", first, contrast=path)
             info["qc_failure"] = registration.qc_failure(reg, settings) or ""
             if co is not None:
@@ -252,6 +249,12 @@ def run_worker(spec: dict) -> dict:
 # Driver
 # ----------------------------------------------------------------------------------------------
 
+#: The line printed for a run (benchutil.run_recorded_job).
+RUN_LINE = ("[run] {spec[path]:<6} sub-{spec[sub]} {spec[method]:<9} {row[seconds]:6.1f} s"
+            " peak {row[peak_rss_mb]:5.0f} MB  Dice {row[dice_mean16]:.3f} / "
+            "{row[dice_worst16]:.3f}  err {row[err_median_pct]:.1f} %  load {row[load_before]}")
+
+
 def flatten(spec: dict, res: dict, wall: float, before: str, after: str) -> dict:
     dice, err = res["dice"], res["error_pct"]
     common = [dice[f"{r}_{h}"] for r in NUCLEI for h in "LR"]
@@ -287,16 +290,6 @@ def done_runs() -> set[tuple[str, str, str]]:
         return {(r["path"], r["sub"], r["method"]) for r in csv.DictReader(fh)}
 
 
-def append_row(row: dict) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    new = not RUNS_CSV.exists()
-    with open(RUNS_CSV, "a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(row))
-        if new:
-            w.writeheader()
-        w.writerow(row)
-
-
 def run_times() -> dict[tuple[str, str], list[float]]:
     """Wall times (s) of the runs so far in the runs CSV: (path, method) → list."""
     out: dict[tuple[str, str], list[float]] = {}
@@ -324,27 +317,6 @@ def fits(later: list, path: str, method: str, deadline: str, optional: str) -> b
     left = (hh * 60 + mm) * 60 - (now.tm_hour * 3600 + now.tm_min * 60 + now.tm_sec)
     needed = cost(path, method) + sum(cost(p, m) for _, p, m in later if m not in optional)
     return needed <= left
-
-
-def run_job(spec: dict) -> dict | None:
-    before = loadavg()
-    t = time.perf_counter()
-    env = {**os.environ, "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "2"}
-    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)],
-                          capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - t
-    after = loadavg()
-    if proc.returncode != 0:
-        print(f"[fail] {spec} exit {proc.returncode}\n{proc.stderr[-3000:]}", flush=True)
-        return None
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
-    row = flatten(spec, res, wall, before, after)
-    append_row(row)
-    print(f"[run] {spec['path']:<6} sub-{spec['sub']} {spec['method']:<9} {row['seconds']:6.1f} s"
-          f" peak {row['peak_rss_mb']:5.0f} MB  Dice {row['dice_mean16']:.3f} / "
-          f"{row['dice_worst16']:.3f}  err {row['err_median_pct']:.1f} %  load {before}",
-          flush=True)
-    return row
 
 
 def summarise() -> str:
@@ -444,9 +416,10 @@ def main(argv=None) -> int:
                 print(f"[skip] {path} sub-{sub} {method}: would not fit before "
                       f"{args.deadline} UTC", flush=True)
                 continue
-            run_job({"root": str(roots[dataset]), "dataset": dataset, "sub": sub,
-                     "path": path, "method": method, "voxel": args.voxel,
-                     "t1w_voxel": args.t1w_voxel})
+            spec = {"root": str(roots[dataset]), "dataset": dataset, "sub": sub,
+                    "path": path, "method": method, "voxel": args.voxel,
+                    "t1w_voxel": args.t1w_voxel}
+            run_recorded_job(__file__, spec, flatten, RUNS_CSV, RUN_LINE)
     print(summarise())
     return 0
 

@@ -57,3 +57,27 @@ def test_r2star_template_image():
 ])
 def test_which_registrations_are_refined(kind, contrast, settings, expected):
     assert reg.refines_on_contrast(kind, contrast, RegistrationSettings(**settings)) is expected
+
+
+# docs/registration.md: a T1w subject refined on χ skips its own local stage
+# (`local_refinement` false in its QC); a T1w without χ keeps it (only a magnitude-only
+# subject is refined on R2*); a magnitude or χ-only registration runs with the settings given.
+@pytest.mark.parametrize(("kind", "contrast", "settings", "own_local_stage"), [
+    ("T1w", "Chimap", {}, False),
+    ("T1w", "Chimap", {"chi_local_stage": False}, True),  # no χ stage: the T1w's own stays
+    ("T1w", "R2starmap", {}, True),
+    ("T1w", "R2starmap", {"r2star_local_stage": False}, True),
+    ("MEGRE", "R2starmap", {}, True),
+    ("MEGRE", "R2starmap", {"r2star_local_stage": False}, True),
+    ("MEGRE", "Chimap", {}, True),
+    ("Chimap", "Chimap", {}, True),
+])
+def test_global_stage_settings(kind, contrast, settings, own_local_stage):
+    given = RegistrationSettings(**settings)
+    first = reg.global_stage_settings(kind, contrast, given)
+    assert first.local_refinement is own_local_stage
+    # Nothing else changes: the contrast stage still runs with the subject's settings.
+    assert {**vars(first), "local_refinement": True} == vars(given)
+    off = reg.global_stage_settings(kind, contrast, RegistrationSettings(local_refinement=False,
+                                                                         **settings))
+    assert off.local_refinement is False  # switched off stays off on every path

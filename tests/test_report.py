@@ -757,23 +757,15 @@ def test_report_step_pairs_each_subject_with_its_files():
 
     subjects = [["sub-01", [["Chimap", "Chimap"], ["R2starmap", "derived"]]],
                 ["sub-02", [["Chimap", "Chimap"]]]]
-    made = subject_inputs(subjects, ["q1", "q2"], ["l1", "l2"], ["t1", "t2"], ["r1", "r2"],
-                          ["c1", "f1", "c2"])
+    made = subject_inputs(subjects, ["q1", "q2"])
     assert [s.key for s in made] == ["sub-01", "sub-02"]
-    assert made[0].map_files() == {"Chimap": (Path("c1"), "Chimap"),
-                                   "R2starmap": (Path("f1"), "derived")}
-    assert made[1].map_files() == {"Chimap": (Path("c2"), "Chimap")}
+    # The group page knows a subject's maps by kind only and reads no image of it.
+    assert made[0].map_files() == {"Chimap": (None, "Chimap"), "R2starmap": (None, "derived")}
+    assert made[1].map_files() == {"Chimap": (None, "Chimap")}
     assert (made[1].qc, made[1].labels, made[1].lookup, made[1].registration_image) == (
-        "q2", "l2", "t2", "r2")
+        "q2", None, None, None)
     with pytest.raises(ValueError, match="out of step"):
-        subject_inputs(subjects, ["q1", "q2"], ["l1", "l2"], ["t1", "t2"], ["r1", "r2"],
-                       ["c1", "f1"])
-    with pytest.raises(ValueError, match="out of step"):
-        subject_inputs(subjects, ["q1"], ["l1", "l2"], ["t1", "t2"], ["r1", "r2"],
-                       ["c1", "f1", "c2"])
-    with pytest.raises(ValueError, match="out of step"):
-        subject_inputs(subjects, ["q1", "q2"], ["l1", "l2"], ["t1"], ["r1", "r2"],
-                       ["c1", "f1", "c2"])
+        subject_inputs(subjects, ["q1"])
 
 
 def test_report_subject_step_pairs_maps_with_their_kinds():
@@ -791,3 +783,15 @@ def test_report_subject_step_pairs_maps_with_their_kinds():
     with pytest.raises(ValueError, match="out of step for sub-01"):
         subject_piece_inputs("sub-01", "q", "l", "t", "r", ["c"],
                              [["Chimap", "Chimap"], ["R2starmap", "derived"]])
+
+
+def test_piece_without_images_notes_it(tmp_path):
+    """A subject given by its maps' kinds only (as the group page knows it) makes a piece
+    that says why it has no overlay, with a grey placeholder thumbnail."""
+    from brainiron.report.subject import build_subject_report
+
+    s = SubjectInputs(key="sub-01", qc=None, labels=None, maps={"Chimap": (None, "Chimap")})
+    record = json.loads(build_subject_report(s, tmp_path).read_text())
+    assert record["overlays"] == []
+    assert record["notes"] == [{"text": "Label image missing: no overlays.", "bad": False}]
+    assert record["thumbnail"]["placeholder"] is True

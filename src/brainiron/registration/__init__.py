@@ -27,6 +27,7 @@ from .contrast_stage import (
     LOCAL_TEMPLATES,
     chi_local_stage,
     contrast_local_stage,
+    global_stage_settings,
     refines_on_contrast,
 )
 from .coregister import (
@@ -139,6 +140,7 @@ __all__ = [
     "foreground_mask",
     "forward_warp",
     "from_ants",
+    "global_stage_settings",
     "iron_contrast",
     "label_contrast_qc",
     "label_lookup",

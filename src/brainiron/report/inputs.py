@@ -40,8 +40,9 @@ class SubjectInputs:
         ``sub-01`` or ``sub-01_ses-2``.
     qc : path or None
         The registration QC sidecar (``*_desc-registration_qc.json``).
-    labels : path
-        The native-space atomic labels (``*_space-individual_atlas-CIT168_dseg.nii.gz``).
+    labels : path or None
+        The native-space atomic labels (``*_space-individual_atlas-CIT168_dseg.nii.gz``);
+        ``None`` where no overlay is drawn (the workflow's group page: the pieces draw them).
     lookup : path or None
         The table naming the labels (``index, name``: the ``_dseg.tsv`` written with them);
         ``None`` (or a missing file) draws the labels with brainiron's region table.
@@ -52,15 +53,16 @@ class SubjectInputs:
         ``(path, source kind)`` with kind ``Chimap``, ``R2starmap``, ``T2starmap`` or
         ``derived`` (R2* fitted by brainiron) or ``qsm`` (χ reconstructed by brainiron from
         phase) — :attr:`brainiron.bids.Plan.maps` as is. A
-        bare path's kind is its BIDS suffix.
+        bare path's kind is its BIDS suffix; a path of ``None`` names a map by its kind only
+        (the workflow's group page, which counts the kinds and draws no map).
     """
 
     key: str
     qc: PathLike | None
-    labels: PathLike
+    labels: PathLike | None
     lookup: PathLike | None = None
     registration_image: PathLike | None = None
-    maps: Mapping[str, PathLike | tuple[PathLike, str]] = field(default_factory=dict)
+    maps: Mapping[str, PathLike | tuple[PathLike | None, str]] = field(default_factory=dict)
 
     @classmethod
     def from_layout(cls, deriv: PathLike, key: str, *, registration_image: PathLike | None
@@ -72,15 +74,15 @@ class SubjectInputs:
                    lookup=layout.subject_path(deriv, "dseg_tsv", key),
                    registration_image=registration_image, maps=dict(maps or {}))
 
-    def map_files(self) -> dict[str, tuple[Path, str]]:
-        """Map name → (path, source kind) of each quantified image."""
+    def map_files(self) -> dict[str, tuple[Path | None, str]]:
+        """Map name → (path or None, source kind) of each quantified image."""
         out = {}
         for name, value in self.maps.items():
             if isinstance(value, tuple | list):
                 path, kind = value
             else:
                 path, kind = value, _suffix(Path(value)) or name
-            out[str(name)] = (Path(path), str(kind))
+            out[str(name)] = (Path(path) if path is not None else None, str(kind))
         return out
 
 
@@ -99,10 +101,10 @@ class SubjectRecord:
 
     key: str
     qc: dict
-    labels: Path
+    labels: Path | None
     lookup: dict[int, str] | None
     registration_image: Path | None
-    maps: dict[str, tuple[Path, str]]
+    maps: dict[str, tuple[Path | None, str]]
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,8 @@ def _read_lookup(path: PathLike | None) -> dict[int, str] | None:
 def subject_record(s: SubjectInputs) -> SubjectRecord:
     """A subject's files with its QC record and label names read."""
     reg = Path(s.registration_image) if s.registration_image is not None else None
-    return SubjectRecord(key=s.key, qc=_read_json(s.qc), labels=Path(s.labels),
+    labels = Path(s.labels) if s.labels is not None else None
+    return SubjectRecord(key=s.key, qc=_read_json(s.qc), labels=labels,
                          lookup=_read_lookup(s.lookup),
                          registration_image=reg, maps=s.map_files())
 

@@ -73,7 +73,7 @@ def _backgrounds(s: SubjectRecord) -> list[tuple[str, str, Path | None, str | No
     reg = s.registration_image
     out = [("registration", f"registration image ({kind})", reg, MAP_UNITS.get(kind))]
     for map_name, (path, source) in s.maps.items():
-        if reg is not None and path.resolve() == reg.resolve():
+        if reg is not None and path is not None and path.resolve() == reg.resolve():
             continue
         shown = source if source in MAP_UNITS else map_name  # R2* from a T2* map: show T2*
         out.append((shown, map_label(shown), path, MAP_UNITS.get(shown)))
@@ -84,9 +84,9 @@ def _draw(s: SubjectRecord, tmp_dir: Path) -> tuple[list[dict], list[dict]]:
     """Draw each overlay into ``tmp_dir``; (overlays drawn, notes) as JSON-ready records
     (an overlay's ``png`` is its path, dropped from the record)."""
     drawn, notes, cuts = [], [], None
-    if not s.labels.is_file():
-        return drawn, [{"text": f"Label image {s.labels.name} missing: no overlays.",
-                        "bad": False}]
+    if s.labels is None or not s.labels.is_file():
+        name = f" {s.labels.name}" if s.labels is not None else ""
+        return drawn, [{"text": f"Label image{name} missing: no overlays.", "bad": False}]
     for slug, label, path, units in _backgrounds(s):
         if path is None or not path.is_file():
             name = f" ({path.name})" if path is not None else ""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -40,10 +39,8 @@ def main(smk) -> None:
     values, contrast_kind = read_contrast(smk.input.contrast, smk.params.contrast_kind,
                                           validated["unit_factors"])
     refine_on_contrast = reg.refines_on_contrast(kind, contrast_kind, settings)
-    # The contrast map's local stage replaces the T1w's own on the same box (better SN/RN/STN
-    # on the realistic phantom and ~25 % less time at 1 mm; docs/registration.md).
-    global_settings = replace(settings, local_refinement=False) \
-        if refine_on_contrast and kind == "T1w" else settings
+    # A T1w refined on its contrast map skips its own local stage (same box).
+    global_settings = reg.global_stage_settings(kind, contrast_kind, settings)
     scratch = reg.scratch_dir(Path(out.qc).parent)
     try:
         try:

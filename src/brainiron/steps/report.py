@@ -1,11 +1,11 @@
 """Rule ``report``: the group HTML report (tables, group figures, methods) linking to each
 subject's page (the pieces of rule ``report_subject``; this rule draws no overlay).
 
-The rule lists every subject's files in the same order (``input.qc``, ``input.labels``,
-``input.labels_tsv``, ``input.registration``, ``input.pieces``: the pieces' records), the
-quantified maps subject after subject (``input.maps``), and in ``params.subjects`` each
-subject's key with the names and source kinds of its maps, which say how ``input.maps``
-splits (the methods count fitted and reconstructed maps from the kinds).
+Of a subject the group page reads only its registration QC (``input.qc``) and its piece's
+record (``input.pieces``), both in ``params.subjects`` order; ``params.subjects`` gives each
+subject's key with the names and source kinds of its maps (the methods count fitted and
+reconstructed maps from the kinds). The label images, registration images and maps are the
+pieces' inputs, not this rule's.
 """
 
 from __future__ import annotations
@@ -21,30 +21,20 @@ def files_of(value) -> list[str]:
     return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
-def subject_inputs(subjects: Sequence, qc: Sequence[str], labels: Sequence[str],
-                   lookups: Sequence[str], registration: Sequence[str],
-                   maps: Sequence[str]) -> list[SubjectInputs]:
+def subject_inputs(subjects: Sequence, qc: Sequence[str]) -> list[SubjectInputs]:
     """Pair each subject of ``params.subjects`` (``[key, [[map, kind], ...]]``) with its
-    files; ``maps`` holds every subject's maps, in that order."""
-    if not len(qc) == len(labels) == len(lookups) == len(registration) == len(subjects):
+    registration QC; its maps are known by kind only (no image: the group page draws none)."""
+    if len(qc) != len(subjects):
         raise ValueError(f"report inputs out of step: {len(subjects)} subjects, {len(qc)} QC "
-                         f"files, {len(labels)} label images, {len(lookups)} lookup tables, "
-                         f"{len(registration)} registration images")
-    if sum(len(m) for _, m in subjects) != len(maps):
-        raise ValueError(f"report inputs out of step: {len(maps)} maps for "
-                         f"{sum(len(m) for _, m in subjects)} in params.subjects")
-    out, files = [], iter(maps)
-    for (key, kinds), q, lab, lut, reg in zip(subjects, qc, labels, lookups, registration,
-                                              strict=True):
-        out.append(SubjectInputs(key=key, qc=q, labels=lab, lookup=lut, registration_image=reg,
-                                 maps={name: (next(files), kind) for name, kind in kinds}))
-    return out
+                         f"files")
+    return [SubjectInputs(key=key, qc=q, labels=None,
+                          maps={name: (None, kind) for name, kind in kinds})
+            for (key, kinds), q in zip(subjects, qc, strict=True)]
 
 
 def main(smk) -> None:
     i = smk.input
-    subjects = subject_inputs(smk.params.subjects, files_of(i.qc), files_of(i.labels),
-                              files_of(i.labels_tsv), files_of(i.registration), files_of(i.maps))
+    subjects = subject_inputs(smk.params.subjects, files_of(i.qc))
     pieces = [Path(p).parent for p in files_of(i.pieces)]
     build_report(smk.output.report, subjects, regions=i.regions, comparison=i.comparison,
                  failed=i.failed, ignored=i.ignored, description=i.description,

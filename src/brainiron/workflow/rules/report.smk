@@ -7,11 +7,11 @@
 #
 # report: the group page. Its inputs are exactly the files it reads: the group tables, the
 # derivatives' dataset_description.json (the run's configuration) and, per subject in
-# subjects() order, the registration QC, the label image with its lookup table, the images
-# of its plan (params.subjects: each subject's key and its maps' names and source kinds,
-# which say how input.maps splits) and its piece's record. It draws the group figures only;
-# each subject is a lazily loaded thumbnail linking to its page. The phantom's truth tables
-# only for the phantom.
+# subjects() order, the registration QC and its piece's record (written last by
+# report_subject, after the page and thumbnail it links; so the rule also runs after every
+# image the pieces draw). params.subjects: each subject's key and its maps' names and source
+# kinds (the methods count them). It draws the group figures only; each subject is a lazily
+# loaded thumbnail linking to its page. The phantom's truth tables only for the phantom.
 from brainiron.phantom import truth_path
 
 
@@ -49,10 +49,6 @@ rule report:
         ignored=group_out("ignored"),
         description=group_out("dataset_description"),
         qc=subject_outputs("registration_qc"),
-        labels=subject_outputs("dseg"),
-        labels_tsv=subject_outputs("dseg_tsv"),
-        registration=lambda w: [plan_of(s.key).overlay_image for s in subjects()],
-        maps=lambda w: [path for s in subjects() for path, _ in plan_of(s.key).maps.values()],
         pieces=lambda w: [
             str(layout.figure_path(DERIV, "report_subject_json", s.key)) for s in subjects()
         ],
