@@ -128,6 +128,27 @@ def test_the_regions_step_names_the_chi_file(monkeypatch):
     assert name == "csf" and value == pytest.approx(DEEP_CSF_PPM + OFFSET_PPM, abs=1e-7)
 
 
+def test_wholebrain_reference_keeps_the_maps_outside_out_of_the_statistics():
+    """A region half outside an eroded χ mask (zeros there): after the whole-brain reference
+    its statistics use only the voxels with a value (zeros would otherwise become −ref and
+    count as data)."""
+    from brainiron.regions import chi_wholebrain_reference, regional_statistics
+
+    chi = np.zeros((10, 10, 10), np.float32)
+    chi[:5] = 0.10          # inside the map's support
+    chi[:5, :5] = 0.30      # a region's half inside the support holds 0.30 ppm
+    brain = np.ones(chi.shape, bool)
+    labels = np.zeros(chi.shape, np.int16)
+    labels[:, :5, :5] = 1   # the region: half of it (x >= 5) outside the support
+    ref_chi, ref = chi_wholebrain_reference(chi, brain)
+    assert ref == pytest.approx((0.30 * 250 + 0.10 * 250) / 500)
+    assert (ref_chi[5:] == 0).all()
+    table = regional_statistics(ref_chi, labels, {("X", "L"): [1]}, voxel_volume_mm3=1.0)
+    row = table.iloc[0]
+    assert row["n_valid"] == 125 and row["coverage"] == pytest.approx(0.5)
+    assert row["mean"] == pytest.approx(0.30 - ref, abs=1e-6)
+
+
 def test_qsm_reference_csf_is_refused_with_one_line():
     from brainiron.workflow import check_config, merged_config
 

@@ -51,13 +51,15 @@ def chi_wholebrain_reference(chi: np.ndarray, brain: np.ndarray) -> tuple[np.nda
     Returns
     -------
     referenced : ndarray, float32
-        ``chi`` minus the reference (ppm).
+        ``chi`` minus the reference (ppm) where it has a value; zeros and NaN (outside the
+        map's mask) stay as they are, so the statistics still leave them out.
     reference : float
         Mean χ of the brain's voxels with a finite, non-zero value (ppm).
     """
-    inside = brain & np.isfinite(chi) & (chi != 0)
-    reference = float(chi[inside].mean())
-    return chi - np.float32(reference), reference
+    chi = np.asarray(chi, dtype=np.float32)
+    support = np.isfinite(chi) & (chi != 0)
+    reference = float(chi[brain & support].mean())
+    return np.where(support, chi - np.float32(reference), chi).astype(np.float32), reference
 
 
 def chi_csf_reference(chi: np.ndarray, csf: np.ndarray, voxel_size_mm,
