@@ -265,3 +265,29 @@ def peer_dataset(root: Path, **kw) -> Path:
     for path in sorted((head["peer"] / "sub-1" / "anat").iterdir()):
         shutil.copy(path, anat / path.name.replace("sub-1_", "sub-01_"))
     return bids
+
+
+def chi_rows_against_truth(anat: Path, phantom: Path):
+    """sub-01's χ atlas rows merged with the phantom's truth table, and their errors (ppb)
+    against the truth referenced like the reconstruction (the truth's mean over brainiron's
+    QSM mask subtracted).
+
+    Returns
+    -------
+    (DataFrame, Series): the merged rows (``mean`` measured, ``chi_ppm`` truth) and the error.
+    """
+    import pandas as pd
+
+    from brainiron.phantom import truth_path
+
+    mask = np.asarray(nib.load(Path(anat) / "sub-01_space-individual_desc-qsm_mask.nii.gz")
+                      .dataobj) > 0
+    truth_chi = np.asarray(nib.load(truth_path(
+        phantom, "sub-01", {"space": "individual", "desc": "truth"}, "Chimap", ".nii.gz"))
+        .dataobj)
+    reference = float(truth_chi[mask].mean())
+    truth = pd.read_csv(truth_path(phantom, "sub-01"), sep="\t")
+    rows = pd.read_csv(Path(anat) / "sub-01_desc-regions_stats.tsv", sep="\t")
+    rows = rows[(rows["map"] == "Chimap") & (rows["segmentation"] == "atlas")]
+    rows = rows.merge(truth, on=["region", "hemisphere"], suffixes=("", "_truth"))
+    return rows, 1000 * (rows["mean"] - (rows["chi_ppm"] - reference))

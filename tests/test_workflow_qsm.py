@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import brainiron
-from brainiron.phantom import truth_path
+import qsm_helpers as h
 
 pytestmark = pytest.mark.slow
 
@@ -87,20 +87,8 @@ def test_regional_chi_against_the_phantom_truth(run_dir):
     ppb; r(measured, truth) > 0.9. The 1 mm target of the issue (+-10 ppb) is the
     benchmark's, not this coarse run's.
     """
-    bids = run_dir / "phantom"
-    anat = _anat(run_dir)
-    mask = np.asarray(nib.load(anat / "sub-01_space-individual_desc-qsm_mask.nii.gz")
-                      .dataobj) > 0
-    truth_chi = np.asarray(nib.load(truth_path(
-        bids, "sub-01", {"space": "individual", "desc": "truth"}, "Chimap", ".nii.gz"))
-        .dataobj)
-    reference = float(truth_chi[mask].mean())
-    truth = pd.read_csv(truth_path(bids, "sub-01"), sep="\t")
-    rows = _chi_rows(run_dir)
-    rows = rows[rows["segmentation"] == "atlas"].merge(truth, on=["region", "hemisphere"],
-                                                       suffixes=("", "_truth"))
+    rows, error = h.chi_rows_against_truth(_anat(run_dir), run_dir / "phantom")
     assert len(rows) >= 20
-    error = 1000 * (rows["mean"] - (rows["chi_ppm"] - reference))
     big = rows["n_voxels"] >= 10
     assert big.sum() >= 8
     assert error[big].abs().max() < 40, error[big].tolist()
@@ -141,18 +129,9 @@ def test_realistic_regional_chi_against_the_truth(realistic_run):
     """Measured (seed 21): median −12 ppb, range −51 (SNr R: its registered label, the truth
     labels give −6) … +3 ppb, r = 0.975 over 24 atlas rows."""
     bids, anat = realistic_run
-    mask = np.asarray(nib.load(anat / "sub-01_space-individual_desc-qsm_mask.nii.gz")
-                      .dataobj) > 0
-    truth_chi = np.asarray(nib.load(truth_path(
-        bids, "sub-01", {"space": "individual", "desc": "truth"}, "Chimap", ".nii.gz")).dataobj)
-    reference = float(truth_chi[mask].mean())
-    truth = pd.read_csv(truth_path(bids, "sub-01"), sep="\t")
-    rows = pd.read_csv(anat / "sub-01_desc-regions_stats.tsv", sep="\t")
-    rows = rows[(rows["map"] == "Chimap") & (rows["segmentation"] == "atlas")]
+    rows, error = h.chi_rows_against_truth(anat, bids)
     assert rows["source"].str.endswith("(reconstructed by brainiron-qsm)").all()
-    rows = rows.merge(truth, on=["region", "hemisphere"], suffixes=("", "_truth"))
     assert len(rows) >= 20
-    error = 1000 * (rows["mean"] - (rows["chi_ppm"] - reference))
     assert error.abs().max() < 65, error.tolist()
     assert -25 < error.median() < 0, error.tolist()
     assert np.corrcoef(rows["mean"], rows["chi_ppm"])[0, 1] > 0.95

@@ -16,7 +16,6 @@ import pandas as pd
 import pytest
 
 import brainiron
-from brainiron.phantom import truth_path
 
 pytest.importorskip("qsm_forward")
 
@@ -53,18 +52,8 @@ def test_regional_chi_against_the_phantom_truth(run):
     −16 … +1 ppb (median −10): mostly the reconstruction's own bias on this brain-sized
     head, from V-SHARP's truncated low frequencies (docs/qsm.md), not the registration."""
     root, anat = run
-    mask = np.asarray(nib.load(anat / "sub-01_space-individual_desc-qsm_mask.nii.gz")
-                      .dataobj) > 0
-    truth_chi = np.asarray(nib.load(truth_path(
-        root / "phantom", "sub-01", {"space": "individual", "desc": "truth"}, "Chimap",
-        ".nii.gz")).dataobj)
-    reference = float(truth_chi[mask].mean())
-    truth = pd.read_csv(truth_path(root / "phantom", "sub-01"), sep="\t")
-    rows = pd.read_csv(anat / "sub-01_desc-regions_stats.tsv", sep="\t")
-    rows = rows[(rows["map"] == "Chimap") & (rows["segmentation"] == "atlas")]
-    rows = rows.merge(truth, on=["region", "hemisphere"], suffixes=("", "_truth"))
+    rows, error = h.chi_rows_against_truth(anat, root / "phantom")
     assert len(rows) >= 20
-    error = 1000 * (rows["mean"] - (rows["chi_ppm"] - reference))
     assert error.abs().max() < 50, error.tolist()
     assert -25 < error.median() < 0, error.tolist()
     assert np.corrcoef(rows["mean"], rows["chi_ppm"])[0, 1] > 0.95
